@@ -1,0 +1,131 @@
+"""`reslab` command: the subcommands that DVC stages call, plus data generation, prediction and sweeps.
+
+Stage names in dvc.yaml, subcommands here and modules in reslab.stages agree: `reslab filter` runs
+reslab.stages.filter.main, and so on.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: current directory)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reslab", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="built-in data set")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser("synth", help="generate the built-in synthetic ImageFolder data set")
+    synth.add_argument("--out", type=Path, default=Path("data"), help="output folder (default: data)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--scale", type=float, default=1.0, help="multiply every class's image count")
+    synth.add_argument("--workers", type=int, default=None)
+    synth.add_argument("--overwrite", action="store_true", help="replace an earlier generated data set")
+
+    for name, help_ in (("filter", "validate images, drop small classes -> manifest + data report"),
+                        ("split", "seeded stratified train/val/test split, duplicates kept together"),
+                        ("prepare", "decode + resize every split once into uint8 arrays"),
+                        ("evaluate", "test-split metrics, paired comparison, figures, champion alias")):
+        _add_common(sub.add_parser(name, help=help_))
+    train = sub.add_parser("train", help="train one model (stage train_<role>)")
+    train.add_argument("role", choices=["baseline", "resnet"], help="which training stage: params section train_ROLE")
+    train.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_common(train)
+
+    predict = sub.add_parser("predict", help="classify images with the champion (or a named) model")
+    predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
+    predict.add_argument("--model", default="champion",
+                         help="'champion' (MLflow registry alias), a role (baseline, resnet) or a model file path")
+    predict.add_argument("--top", type=int, default=3, help="classes to show per image")
+    _add_common(predict)
+
+    report = sub.add_parser("report", help="print the comparison table and how to open MLflow")
+    _add_common(report)
+
+    tune = sub.add_parser("tune", help="Optuna sweep over augmentation and ResNet depth/width (params: tune)")
+    tune.add_argument("--storage", default=None,
+                      help="Optuna storage URL (postgresql://..., sqlite:///...); default: the journal file "
+                           "tuning/optuna-journal.log")
+    tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    tune.add_argument("--n-trials", type=int, default=None, help="override tune.n_trials")
+    tune.add_argument("--study-name", default=None, help="override tune.study_name")
+    tune.add_argument("--apply", action="store_true",
+                      help="write the best trial's params into params.yaml (no tuning)")
+    tune.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_common(tune)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    root = args.root.resolve() if hasattr(args, "root") else Path(".").resolve()
+    params = (root / args.params) if hasattr(args, "params") and not args.params.is_absolute() else \
+        getattr(args, "params", None)
+    if args.command == "data":
+        from .data.synth import main as synth_main
+
+        synth_main(args.out, seed=args.seed, scale=args.scale, workers=args.workers, overwrite=args.overwrite)
+    elif args.command == "filter":
+        from .stages import filter as stage
+
+        stage.main(root, params)
+    elif args.command == "split":
+        from .stages import split as stage
+
+        stage.main(root, params)
+    elif args.command == "prepare":
+        from .stages import prepare as stage
+
+        stage.main(root, params)
+    elif args.command == "train":
+        from .stages import train as stage
+
+        stage.main(root, params, args.role, progress=not args.no_progress)
+    elif args.command == "evaluate":
+        from .stages import evaluate as stage
+
+        stage.main(root, params)
+    elif args.command == "predict":
+        from .predict import main as predict_main
+
+        return predict_main(root, params, args.images, args.model, args.top)
+    elif args.command == "report":
+        from .report import main as report_main
+
+        return report_main(root, params)
+    elif args.command == "tune":
+        from .tuning import main as tune_main
+
+        return tune_main(root, args)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+    from .data.errors import DataError
+
+    try:
+        return run(args)
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
+        if os.environ.get("RESLAB_DEBUG"):
+            raise
+        print(f"reslab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"reslab {args.command}: interrupted; finished work is kept (training resumes from its last epoch)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""prepare stage: decode and resize every image of every split exactly once into a uint8 array on disk.
+
+Training, evaluation and sweeps read these memory-mapped arrays instead of JPEGs, so no image is decoded twice
+in a pipeline run, and a data set larger than RAM still trains (the OS pages rows in as batches ask for them).
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .errors import DataError
+
+
+def load_resized(path: str, image_size: int) -> np.ndarray:
+    """Decode one image as RGB and resize it to (image_size, image_size, 3) uint8, ignoring aspect (the study)."""
+    with Image.open(path) as img:
+        img.draft("RGB", (image_size, image_size))  # JPEG: let libjpeg decode at a reduced scale when it can
+        rgb = img.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _fill_rows(args: tuple[str, list[str], int, int]) -> None:
+    """Worker: decode `paths` into rows [start, start + len(paths)) of the array at `array_path`."""
+    array_path, paths, start, image_size = args
+    out = np.load(array_path, mmap_mode="r+")
+    for i, p in enumerate(paths):
+        out[start + i] = load_resized(p, image_size)
+    out.flush()
+
+
+def prepare_split(rows: pd.DataFrame, classes: list[str], image_size: int, out_dir: Path, name: str,
+                  workers: int = 1) -> Path:
+    """Write `{name}_images.npy` (N, S, S, 3) uint8 and `{name}_labels.npy` (N,) int64 into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(rows["label"]) - set(index))
+    if unknown:
+        raise DataError(f"split {name}: labels {unknown} are not in classes.json; rerun `dvc repro split`")
+    images_path = out_dir / f"{name}_images.npy"
+    tmp_path = out_dir / f".{name}_images.tmp.npy"
+    images = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8,
+                                       shape=(len(rows), image_size, image_size, 3))
+    del images  # workers open it themselves
+    paths = rows["path"].tolist()
+    chunk = 256
+    jobs = [(str(tmp_path), paths[i:i + chunk], i, image_size) for i in range(0, len(paths), chunk)]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_fill_rows, jobs))
+    else:
+        for job in jobs:
+            _fill_rows(job)
+    tmp_path.replace(images_path)  # a killed stage never leaves a half-written array under the real name
+    np.save(out_dir / f"{name}_labels.npy", rows["label"].map(index).to_numpy(np.int64))
+    return images_path
+
+
+@dataclass
+class ImageArrays:
+    """One prepared split: images (N, S, S, 3) uint8, memory-mapped; labels (N,) int64; class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_prepared(prepared_dir: Path, name: str) -> ImageArrays:
+    """Open a prepared split read-only (memory-mapped)."""
+    images_path = prepared_dir / f"{name}_images.npy"
+    labels_path = prepared_dir / f"{name}_labels.npy"
+    classes_path = prepared_dir / "classes.json"
+    for p in (images_path, labels_path, classes_path):
+        if not p.is_file():
+            raise DataError(f"{p}: prepared data not found; run `dvc repro prepare` first")
+    images = np.load(images_path, mmap_mode="r")
+    labels = np.load(labels_path)
+    if len(images) != len(labels):
+        raise DataError(f"{images_path}: {len(images)} images but {len(labels)} labels; rerun `dvc repro prepare`")
+    return ImageArrays(images, labels, json.loads(classes_path.read_text()))

@@ -1,0 +1,72 @@
+"""Where every input and output of the pipeline lives, relative to the project root (see docs/architecture.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROLES = ("baseline", "resnet")  # the two training stages: train_baseline, train_resnet
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "artifacts" / "filter" / "manifest.csv"
+
+    @property
+    def split_dir(self) -> Path:
+        return self.root / "artifacts" / "split"
+
+    @property
+    def prepared_dir(self) -> Path:
+        return self.root / "artifacts" / "prepared"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "reports" / "figures"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / ".reslab" / "checkpoints"  # resume state, deliberately not a DVC output
+
+    @property
+    def tuning(self) -> Path:
+        return self.root / "tuning"
+
+    def model_file(self, role: str) -> Path:
+        return self.models / f"{role}.pt"
+
+    def train_metrics(self, role: str) -> Path:
+        return self.metrics / f"train_{role}.json"
+
+    def history(self, role: str) -> Path:
+        return self.plots / f"train_{role}" / "history.csv"
+
+    def run_info(self, role: str) -> Path:
+        return self.models / f"{role}.run.json"

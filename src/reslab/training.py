@@ -1,0 +1,330 @@
+"""One training loop for every model: `train_one_epoch` / `evaluate` return metric dicts; `fit` adds early
+stopping and a resumable checkpoint. Nothing here knows about MLflow: callers pass `on_epoch_end`."""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data.prepared import ImageArrays
+
+CHECKPOINT_FORMAT = 1
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------- device, precision, threads
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device("cuda" if setting in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU executes bf16 dot products natively (x86 AVX512-BF16/AMX-BF16, Arm BF16)."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a step runs: autocast dtype (None = fp32) and memory format."""
+
+    name: str
+    device: torch.device
+    dtype: torch.dtype | None
+    channels_last: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+
+def resolve_precision(setting: str, device: torch.device) -> Precision:
+    """`auto`: AMP on CUDA; bf16 autocast + channels_last on CPUs with native bf16; fp32 otherwise."""
+    if setting == "auto":
+        if device.type == "cuda":
+            setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            setting = "bf16" if cpu_has_native_bf16() else "fp32"
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[setting]
+    return Precision(setting, device, dtype, channels_last=dtype is not None)
+
+
+def default_threads(workers: int = 1) -> int:
+    """Intra-op threads for one of `workers` processes sharing this machine's cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+class ArrayLoader:
+    """Batches of a prepared split as uint8 (B, 3, H, W) tensors, reproducible per epoch.
+
+    Reading the memory-mapped rows of the next batch overlaps with the current step (one background thread).
+
+    Args:
+        data: a prepared split.
+        batch_size: images per batch.
+        shuffle: reshuffle every epoch with a generator seeded by (seed, epoch), so a resumed run sees the same
+            order as an uninterrupted one.
+        seed: base seed.
+        device: where batches go.
+    """
+
+    def __init__(self, data: ImageArrays, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 device: torch.device | str = "cpu"):
+        if len(data) == 0:
+            raise ValueError("cannot iterate an empty split")
+        self.data, self.batch_size, self.shuffle, self.seed = data, batch_size, shuffle, seed
+        self.device = torch.device(device)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.data))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data))
+
+    def _fetch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.sort(idx)  # sequential reads from the memory map; order inside a batch does not matter
+        x = torch.from_numpy(np.ascontiguousarray(self.data.images[idx])).permute(0, 3, 1, 2)  # (B, 3, H, W), NHWC
+        y = torch.from_numpy(self.data.labels[idx])
+        if self.device.type == "cuda":
+            x, y = x.pin_memory().to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return x, y
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._order()
+        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(self._fetch, chunks[0])
+            for nxt in chunks[1:] + [None]:
+                batch = pending.result()
+                if nxt is not None:
+                    pending = pool.submit(self._fetch, nxt)
+                yield batch
+
+
+def to_input(x: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """uint8 or float batch -> float in [0, 1] in the step's memory format."""
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x
+    return x.contiguous(memory_format=torch.channels_last) if precision.channels_last else x.contiguous()
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+def train_one_epoch(model: nn.Module, loader: ArrayLoader, optimizer: torch.optim.Optimizer,
+                    precision: Precision, augment: Callable[..., torch.Tensor] | None = None,
+                    generator: torch.Generator | None = None, progress: bool = True,
+                    desc: str = "train") -> dict[str, float]:
+    """One pass over `loader`; returns {"loss", "accuracy"} averaged over images."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
+    for x, y in bar:
+        x = augment(x, generator) if augment is not None else x
+        x = to_input(x, precision)
+        with precision.autocast():
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise DivergedError(f"loss became {loss.item()} at batch {seen // max(1, len(y))}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = len(y)
+        total_loss += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+    return {"loss": total_loss / seen, "accuracy": correct / seen}
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, loader: ArrayLoader, precision: Precision) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (N, C) float32 and labels (N,) in the loader's order (use shuffle=False)."""
+    model.eval()
+    outs, labels = [], []
+    for x, y in loader:
+        with precision.autocast():
+            outs.append(model(to_input(x, precision)).float().cpu())
+        labels.append(y.cpu())
+    return torch.cat(outs).numpy(), torch.cat(labels).numpy()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: ArrayLoader, precision: Precision) -> dict[str, float]:
+    """{"loss", "accuracy"} on a split, in eval mode."""
+    logits, labels = predict_logits(model, loader, precision)
+    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels)
+    return {"loss": F.cross_entropy(t_logits, t_labels).item(),
+            "accuracy": (t_logits.argmax(1) == t_labels).float().mean().item()}
+
+
+# ----------------------------------------------------------------------------- fit: early stopping + resume
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    resumed_from: int  # epochs that were already done when this call started (0 = fresh)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _cpu_state(module_or_opt: Any) -> dict:
+    def move(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.detach().to("cpu", copy=True)
+        if isinstance(v, dict):
+            return {k: move(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [move(x) for x in v]
+        return v
+
+    return move(module_or_opt.state_dict())
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic write: a kill mid-save leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *, epochs: int, lr: float,
+        patience: int, precision: Precision, seed: int, augment: Callable[..., torch.Tensor] | None = None,
+        checkpoint: Path | None = None, fingerprint: str = "", extra: dict | None = None,
+        on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+        should_stop: Callable[[int, dict[str, float]], bool] | None = None, progress: bool = True) -> FitResult:
+    """Adam training with early stopping on val loss; the best weights are restored into `model` at the end.
+
+    With `checkpoint`, the full state (weights, optimizer, early-stopping counters, history, `extra`) is saved after
+    every epoch and a later call with the same `fingerprint` continues after the last finished epoch. Each epoch
+    draws its shuffling, augmentation and dropout randomness from (seed, epoch), so a resumed run reproduces the
+    uninterrupted one.
+
+    Args:
+        model: the network (already on the device).
+        train_loader: shuffled training batches.
+        val_loader: validation batches.
+        epochs: maximum number of epochs.
+        lr: Adam learning rate.
+        patience: epochs without val_loss improvement before stopping (0 disables early stopping).
+        precision: autocast / memory-format plan.
+        seed: base seed for per-epoch randomness.
+        augment: batch augmentation applied to training batches.
+        checkpoint: resume file; removed by the caller when the stage has finished.
+        fingerprint: identifies the configuration; a checkpoint with another fingerprint is ignored.
+        extra: caller's data stored in the checkpoint (e.g. the MLflow run id); returned in FitResult.extra.
+        on_epoch_end: called with each finished epoch's row (epoch, train_loss, ..., epoch_time_s).
+        should_stop: called after each epoch; True ends training (sweep pruning).
+        progress: show progress bars.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    state = load_checkpoint(checkpoint) if checkpoint else None
+    if state and (state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fingerprint):
+        state = None  # a checkpoint of another configuration: start over
+    history: list[dict[str, float]] = []
+    best_val_loss, best_epoch, bad_epochs, stopped = math.inf, 0, 0, False
+    best_state = None
+    extra = dict(extra or {})
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best_val_loss, best_epoch = state["history"], state["best_val_loss"], state["best_epoch"]
+        bad_epochs, stopped, best_state = state["bad_epochs"], state["stopped"], state["best_state"]
+        extra = {**state["extra"], **{k: v for k, v in extra.items() if k not in state["extra"]}}
+    resumed_from = len(history)
+    start = resumed_from + 1
+    bar = tqdm(range(start, epochs + 1), desc="epochs", initial=resumed_from, total=epochs, disable=not progress,
+               unit="epoch")
+    for epoch in bar:
+        if stopped:
+            break
+        t0 = time.perf_counter()
+        torch.manual_seed(seed * 100_003 + epoch)  # dropout and any other global-RNG draws of this epoch
+        generator = torch.Generator().manual_seed(seed * 100_019 + epoch)
+        train_loader.set_epoch(epoch)
+        tr = train_one_epoch(model, train_loader, optimizer, precision, augment, generator, progress,
+                             desc=f"epoch {epoch}")
+        va = evaluate(model, val_loader, precision)
+        if not math.isfinite(va["loss"]):
+            raise DivergedError(f"validation loss became {va['loss']} at epoch {epoch}")
+        row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "val_loss": va["loss"],
+               "val_accuracy": va["accuracy"], "epoch_time_s": time.perf_counter() - t0}
+        history.append(row)
+        if va["loss"] < best_val_loss:
+            best_val_loss, best_epoch, bad_epochs = va["loss"], epoch, 0
+            best_state = _cpu_state(model)
+        else:
+            bad_epochs += 1
+        stopped = patience > 0 and bad_epochs >= patience
+        if should_stop is not None and should_stop(epoch, row):
+            stopped = True
+        if checkpoint:
+            save_checkpoint(checkpoint, {
+                "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "extra": extra, "history": history,
+                "model": _cpu_state(model), "optimizer": _cpu_state(optimizer), "best_state": best_state,
+                "best_val_loss": best_val_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                "stopped": stopped,
+            })
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+        bar.set_postfix(val_loss=f"{va['loss']:.3f}", val_acc=f"{va['accuracy']:.3f}", refresh=False)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(history, best_epoch, best_val_loss, stopped and len(history) < epochs, resumed_from, extra)
