@@ -132,8 +132,8 @@ def main(root: Path, params_file: Path) -> dict:
     (layout.reports / "comparison.md").write_text(comparison_markdown(result, model_names, run_ids))
 
     # MLflow: an evaluation run, test metrics inside each training run, champion alias
-    tracking.setup(root, params.mlflow.experiment_name)
-    with tracking.mlflow.start_run(run_name="evaluate") as run:
+    experiment_id = tracking.setup(root, params.mlflow.experiment_name)
+    with tracking.mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
         tracking.mlflow.set_tags(tracking.standard_tags(root, stage="evaluate", champion=result["champion"]))
         tracking.log_params_flat(flatten({"seed": params.seed, "evaluate": vars(params.evaluate)}))
         tracking.mlflow.log_metrics({f"{role}_test_{k}": v for role, m in summary.items() for k, v in m.items()})

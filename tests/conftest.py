@@ -1,0 +1,105 @@
+"""Shared fixtures: a tiny generated ImageFolder data set and a shrunken copy of the real project.
+
+The project fixture copies the repository's own dvc.yaml, params.yaml and sources into a temp git repo and
+overrides only what makes it small (few images, 32 px, 2 epochs) - the lightning-hydra-template idea of running
+the real configuration with `fast_dev_run`, not a mock of it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# Overrides that shrink the real params.yaml for tests.
+TINY_PARAMS = {
+    "data.image_size": 32,
+    "filter.min_images_per_class": 20,
+    "train.epochs": 2,
+    "train.num_threads": 1,
+    "evaluate.n_bootstrap": 200,
+    "evaluate.n_prediction_examples": 3,
+}
+TINY_SCALE = 0.15  # built-in data set scaled: ~560 images, 9 classes kept at min_images_per_class=20
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True,
+        timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command with the venv's tools first on PATH; show its output when it fails."""
+    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the project's own store
+    full_env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1",
+                **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
+                             f"\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def write_params(path: Path, overrides: dict) -> None:
+    """The repository's params.yaml with dotted-key overrides."""
+    from reslab.config import set_dotted
+
+    tree = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key, value in overrides.items():
+        set_dotted(tree, key, value)
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory) -> Path:
+    """The built-in generator at a small scale (session-wide, read-only for tests)."""
+    from reslab.data.synth import generate_dataset
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    generate_dataset(out, seed=0, scale=TINY_SCALE, workers=1)
+    return out
+
+
+def make_project(root: Path, data: Path, overrides: dict | None = None, git: bool = True) -> Path:
+    """A runnable reslab project at `root`: the repo's dvc.yaml + sources, shrunken params, a copy of `data`."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    write_params(root / "params.yaml", {**TINY_PARAMS, **(overrides or {})})
+    shutil.copytree(data, root / "data")
+    if git:
+        run(["git", "init", "-q"], root)
+        run(["git", "config", "user.email", "t@example.com"], root)
+        run(["git", "config", "user.name", "t"], root)
+        run(["dvc", "init", "-q"], root)
+        run(["dvc", "config", "core.analytics", "false"], root)
+        run(["dvc", "config", "core.check_update", "false"], root)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path, tiny_images) -> Path:
+    """A fresh tiny project (git + DVC initialised), nothing run yet."""
+    return make_project(tmp_path / "proj", tiny_images)
+
+
+@pytest.fixture(scope="session")
+def prepared_project(tmp_path_factory, tiny_images) -> Path:
+    """A tiny project with filter, split and prepare already run (session-wide; don't modify)."""
+    root = make_project(tmp_path_factory.mktemp("prepared") / "proj", tiny_images, git=False)
+    for stage in ("filter", "split", "prepare"):
+        run(["reslab", stage], root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def pipeline_project(tmp_path_factory, tiny_images) -> Path:
+    """The whole pipeline run once with `dvc repro` in a tiny project (session-wide; don't modify)."""
+    root = make_project(tmp_path_factory.mktemp("pipeline") / "proj", tiny_images)
+    run(["dvc", "add", "-q", "data"], root)
+    run(["dvc", "repro"], root, timeout=900)
+    return root

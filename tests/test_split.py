@@ -1,0 +1,70 @@
+"""split stage: seeded, stratified, identical images never in two splits."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from reslab.data.errors import DataError
+from reslab.data.splitting import split_manifest
+
+
+def manifest(n_per_class=(40, 25), dup_groups=6, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c, n in enumerate(n_per_class):
+        for i in range(n):
+            rows.append({"path": f"data/c{c}/{i}.jpg", "label": f"c{c}", "sha256": f"s{c}-{i}",
+                         "pixel_hash": f"p{c}-{i}"})
+    df = pd.DataFrame(rows)
+    # duplicate groups: several files share a pixel hash (some byte-identical)
+    members = rng.permutation(n_per_class[0])[: 3 * dup_groups].reshape(dup_groups, 3)  # disjoint groups
+    for g, idx in enumerate(members):
+        df.loc[idx, "pixel_hash"] = f"dup{g}"
+        df.loc[idx[:2], "sha256"] = f"dupbytes{g}"
+    return df
+
+
+def split(df, **kw):
+    args = dict(val_fraction=0.2, test_fraction=0.2, test_per_class=None, seed=1) | kw
+    return split_manifest(df, **args)
+
+
+def test_same_params_same_split_whatever_the_row_order():
+    df = manifest()
+    a, _ = split(df)
+    b, _ = split(df.sample(frac=1, random_state=3))
+    for name in a:
+        assert a[name]["path"].tolist() == b[name]["path"].tolist()
+
+
+def test_another_seed_gives_another_split():
+    df = manifest()
+    a, _ = split(df)
+    b, _ = split(df, seed=2)
+    assert a["test"]["path"].tolist() != b["test"]["path"].tolist()
+
+
+def test_identical_images_never_cross_splits():
+    df = manifest()
+    parts, report = split(df)
+    where = {}
+    for name, rows in parts.items():
+        for h in rows["pixel_hash"]:
+            where.setdefault(h, set()).add(name)
+    assert all(len(s) == 1 for s in where.values())
+    assert report["n_duplicate_groups"] == 6
+    assert report["n_duplicate_files"] == sum(len(g) - 1 for _, g in df.groupby("pixel_hash") if len(g) > 1)
+    assert sum(report["sizes"].values()) == len(df)
+
+
+def test_stratified_fractions_and_fixed_test_count():
+    df = manifest(dup_groups=0)
+    parts, report = split(df)
+    assert report["per_class"]["c0"] == {"test": 8, "val": 8, "train": 24}
+    assert report["per_class"]["c1"] == {"test": 5, "val": 5, "train": 15}
+    parts, report = split(df, test_per_class=10)
+    assert (parts["test"].groupby("label").size() == 10).all()
+
+
+def test_a_class_too_small_for_the_split_is_a_clear_error():
+    with pytest.raises(DataError, match="class 'c1' has 25 images: too few for 20 test"):
+        split(manifest(dup_groups=0), test_per_class=20)
