@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = sub.add_parser("tune", help="Optuna sweep over augmentation and ResNet depth/width (params: tune)")
     tune.add_argument("--storage", default=None,
-                      help="Optuna storage URL (postgresql://..., sqlite:///...); default: the journal file "
-                           "tuning/optuna-journal.log")
+                      help="Optuna storage URL (postgresql://..., sqlite:///...) or a journal file path; default: "
+                           "the journal file tuning/optuna-journal.log")
     tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     tune.add_argument("--n-trials", type=int, default=None, help="override tune.n_trials")
     tune.add_argument("--study-name", default=None, help="override tune.study_name")

@@ -58,8 +58,12 @@ def augmented_examples(data: ImageArrays, augment: BatchAugment | None, n: int,
 
 def train_model(params: Params, role: str, train: ImageArrays, val: ImageArrays, *, precision: Precision,
                 checkpoint: Path | None, fingerprint: str = "", extra: dict | None = None, on_epoch_end=None,
+                should_stop=None, epochs: int | None = None, patience: int | None = None,
                 progress: bool = True) -> tuple[torch.nn.Module, FitResult]:
-    """Build the role's model and train it with the shared budget. Pure: no files besides the checkpoint."""
+    """Build the role's model and train it with the shared budget. Pure: no files besides the checkpoint.
+
+    `epochs`/`patience` override train.epochs/train.patience (sweeps train a fixed number of epochs and prune with
+    `should_stop` instead of early stopping)."""
     stage = getattr(params, f"train_{role}")
     seed_everything(params.seed)
     model = create_model(stage.model, num_classes=len(train.classes), image_size=params.data.image_size,
@@ -70,9 +74,11 @@ def train_model(params: Params, role: str, train: ImageArrays, val: ImageArrays,
     cfg = params.train
     train_loader = ArrayLoader(train, cfg.batch_size, shuffle=True, seed=params.seed, device=precision.device)
     val_loader = ArrayLoader(val, max(cfg.batch_size, 256), shuffle=False, device=precision.device)
-    result = fit(model, train_loader, val_loader, epochs=cfg.epochs, lr=stage.lr or cfg.lr, patience=cfg.patience,
+    result = fit(model, train_loader, val_loader, epochs=cfg.epochs if epochs is None else epochs,
+                 lr=stage.lr or cfg.lr, patience=cfg.patience if patience is None else patience,
                  precision=precision, seed=params.seed, augment=augment, checkpoint=checkpoint,
-                 fingerprint=fingerprint, extra=extra, on_epoch_end=on_epoch_end, progress=progress)
+                 fingerprint=fingerprint, extra=extra, on_epoch_end=on_epoch_end, should_stop=should_stop,
+                 progress=progress)
     return model, result
 
 
