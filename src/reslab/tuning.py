@@ -325,7 +325,7 @@ class MlflowTrialTracker:
 
     def start_trial(self, trial: optuna.Trial, sampled: dict[str, Any], overrides: dict[str, Any]) -> str:
         tags = {**self._base_tags, "mlflow.parentRunId": self.parent_run_id, "trial_number": str(trial.number),
-                "state": "RUNNING"}
+                "state": "RUNNING", "worker": f"{socket.gethostname()}:{os.getpid()}"}
         retry_of = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
         if retry_of is not None:
             tags["retry_of_trial"] = str(retry_of)
