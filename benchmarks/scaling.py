@@ -84,7 +84,7 @@ def write_split(out: Path, n: int) -> int:
 
 
 def child(prepared: Path, in_ram: bool, model_name: str, batch_size: int, threads: int) -> dict:
-    """One epoch in this fresh process; memory sampled every 50 ms."""
+    """One epoch in this fresh process; memory sampled every 0.5 s."""
     import torch
 
     from reslab.config import AugmentConfig
@@ -110,7 +110,7 @@ def child(prepared: Path, in_ram: bool, model_name: str, batch_size: int, thread
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.wait(0.1):
+        while not stop.wait(0.5):  # rarely: a sampling thread preempts the training threads
             peak["RssAnon"] = max(peak["RssAnon"], status_kb()["RssAnon"])
             peak["array"] = max(peak["array"], mapped_kb(array_path))
 

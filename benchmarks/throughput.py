@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,7 +48,6 @@ from reslab.training import (ArrayLoader, available_cores, cpu_has_native_bf16, 
 
 ROOT = Path(__file__).resolve().parents[1]
 HZ = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 # ----------------------------------------------------------------------------- machine and memory probes
@@ -70,19 +68,25 @@ def _busy_jiffies() -> int:
     return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            out += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
 def _tree_pids(root: int) -> list[int]:
     """root and its live descendants."""
-    parent: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
     pids, frontier = [root], [root]
     while frontier:
-        frontier = [p for p, pp in parent.items() if pp in frontier]
+        frontier = [c for p in frontier for c in _children(p)]
         pids += frontier
     return pids
 
@@ -148,66 +152,54 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.1) -> None:
 
 @dataclass
 class Usage:
-    """What a phase used: wall time, our CPU, other processes' CPU, peak memory."""
+    """What a block used: wall time, other processes' CPU, memory."""
 
     wall_s: float = 0.0
     others_cores: float = 0.0  # mean cores busy with processes outside this one and its children
-    peak_rss_mb: float = 0.0  # this process (VmHWM)
-    peak_pss_mb: float = 0.0  # this process + its children (DataLoader workers), shared pages split fairly
-    samples: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0  # this process (VmHWM over the block)
+    pss_mb: float = 0.0  # this process + its children (DataLoader workers) at the block's end, shared pages split
+
+
+def _reaped_children_jiffies() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * HZ
 
 
 @contextmanager
-def monitor(interval: float = 0.2) -> Iterator[Usage]:
-    """Sample the machine while the block runs: our process tree's memory and the CPU others took."""
-    usage, stop = Usage(), threading.Event()
-    me = os.getpid()
+def monitor() -> Iterator[Usage]:
+    """Account a block from readings at its start and end only: a sampling thread would preempt an OpenMP thread
+    and slow a 2-thread step by ~10 % on 2 cores (measured), so nothing runs beside the block."""
+    usage, me = Usage(), os.getpid()
     reset_peak_rss()
-    seen: dict[int, int] = {}  # pid -> CPU jiffies at the previous sample
-    others = 0.0
 
-    def ours() -> int:
-        """Our tree's CPU jiffies since the previous sample (a child born since then counts from its start)."""
-        total = 0
+    def tree_cpu() -> dict[int, int]:
+        out = {}
         for pid in _tree_pids(me):
             try:
-                now = _cpu_jiffies(pid)
+                out[pid] = _cpu_jiffies(pid)
             except (OSError, IndexError):
-                continue
-            total += now - seen.get(pid, 0)
-            seen[pid] = now
-        return total
+                pass
+        return out
 
-    def sample() -> None:
-        nonlocal others
-        busy = _busy_jiffies()
-        ours()
-        stopped = False
-        while not stopped:
-            stopped = stop.wait(interval)  # one more round after the block ends: its tail counts too
-            b = _busy_jiffies()
-            mine = ours()
-            others += max(0, (b - busy) - mine)
-            busy = b
-            pss = 0
-            for pid in _tree_pids(me):
-                try:
-                    pss += _pss_kb(pid)
-                except OSError:
-                    pass
-            usage.peak_pss_mb = max(usage.peak_pss_mb, pss / 1024)
-
-    thread = threading.Thread(target=sample, daemon=True)
+    cpu0, reaped0, busy0 = tree_cpu(), _reaped_children_jiffies(), _busy_jiffies()
     t0 = time.perf_counter()
-    thread.start()
     try:
         yield usage
     finally:
-        stop.set()
-        thread.join()
         usage.wall_s = time.perf_counter() - t0
-        usage.others_cores = others / HZ / usage.wall_s
+        busy1, cpu1, reaped1 = _busy_jiffies(), tree_cpu(), _reaped_children_jiffies()
+        # live processes: their growth; children that ended inside the block: their lifetime less what they had used
+        ours = sum(v - cpu0.get(pid, 0) for pid, v in cpu1.items())
+        ours += (reaped1 - reaped0) - sum(v for pid, v in cpu0.items() if pid not in cpu1)
+        usage.others_cores = max(0.0, (busy1 - busy0) - ours) / HZ / usage.wall_s
         usage.peak_rss_mb = _status_kb(me, "VmHWM") / 1024
+        pss = 0
+        for pid in cpu1:
+            try:
+                pss += _pss_kb(pid)
+            except OSError:
+                pass
+        usage.pss_mb = pss / 1024
 
 
 # ----------------------------------------------------------------------------- peak and FLOPs
@@ -414,7 +406,7 @@ def print_table(name: str, batch_size: int, rows: list[Row], flops: float, peaks
         peak = peaks["bf16" if r.dtype.startswith("bf16") else "fp32"]
         e2e = r.name.startswith("end to end")
         rss = f"{max(u.peak_rss_mb for u in r.usage):8.0f}" if e2e else f"{'':>8}"
-        pss = f"{max(u.peak_pss_mb for u in r.usage):8.0f}" if e2e else f"{'':>8}"
+        pss = f"{max(u.pss_mb for u in r.usage):8.0f}" if e2e else f"{'':>8}"
         others = statistics.mean(u.others_cores for u in r.usage)
         print(f"  {r.name:<24}{r.dtype:<15}{r.median:8.0f}{max(r.img_s):8.0f}{ratio:6.2f}x"
               f"{gflops:9.0f}{100 * gflops / peak:7.0f}%{rss}{pss}{others:8.2f}{len(r.clean):>5}/{len(r.img_s)}")
@@ -553,8 +545,8 @@ def main() -> None:
     print(f"img/s: median of the clean interleaved blocks of --steps steps (clean: other processes used < {CLEAN} "
           "cores; of all blocks when none was); best: the fastest block; ratio: vs the fp32 NCHW row of the same "
           "kind; CL: channels_last; fused: Adam(fused=True) instead of fit's default Adam; GFLOP/s and % peak: from "
-          "img/s, of the matmul peak for the row's dtype; RSS: peak of the main process; PSS: peak of main + loader "
-          "workers (shared pages split); others: mean cores used by other processes meanwhile")
+          "img/s, of the matmul peak for the row's dtype; RSS: peak of the main process; PSS: main + loader workers "
+          "at the end of a block (shared pages split); others: mean cores used by other processes meanwhile")
     for name, batch_size, rows in tables:
         print_table(name, batch_size, rows, rows[0].flops, peaks)
     sys.stdout.flush()
