@@ -81,8 +81,8 @@ class Precision:
 def resolve_precision(setting: str, device: torch.device) -> Precision:
     """`auto`: AMP on CUDA (bf16 where supported, else fp16); bf16 autocast on CPUs with native bf16; fp32 otherwise.
 
-    Layout: channels_last on CPU for every dtype (oneDNN's convolutions are NHWC-native; measured here, fp32 steps are
-    1.2-1.5x faster than NCHW, bf16 1.1-1.4x: benchmarks/throughput.py), and on CUDA with AMP (tensor cores).
+    Layout: channels_last on CPU for every dtype (oneDNN's convolutions are NHWC-native: on the 2-core EPYC an fp32
+    step runs 1.04-1.27x faster than NCHW, benchmarks/throughput.py), and on CUDA with AMP (tensor cores).
     """
     if setting not in PRECISIONS:
         raise ValueError(f"precision {setting!r}: accepted {' | '.join(PRECISIONS)}")
