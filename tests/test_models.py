@@ -32,6 +32,30 @@ def test_plain_cnn_matches_the_published_summary():
     assert n_trainable(create_model("baseline", num_classes=19, image_size=128)) == 3_491_603
 
 
+def test_plain_cnn_pools_before_relu_with_the_study_s_values_and_gradients():
+    """ReLU after max-pool (the fast order) = the study's conv -> ReLU -> pool, forward and backward."""
+    torch.manual_seed(0)
+    model = create_model("baseline", num_classes=5, image_size=32).eval()  # eval: no dropout draw
+    c = [m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    relu, pool = torch.relu, torch.nn.functional.max_pool2d
+
+    def study_order(x):
+        x = pool(relu(c[0](x)), 2)
+        x = pool(relu(c[2](relu(c[1](x)))), 2)
+        x = pool(relu(c[4](relu(c[3](x)))), 2)
+        return model.head(x)
+
+    x = torch.randn(4, 3, 32, 32)
+    fast = model(x)
+    grads_fast = torch.autograd.grad(fast.square().sum(), list(model.parameters()))
+    ref = study_order(x)
+    grads_ref = torch.autograd.grad(ref.square().sum(), list(model.parameters()))
+    torch.testing.assert_close(fast, ref, rtol=0, atol=0)
+    for a, b in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(a, b)
+    assert sum(isinstance(m, torch.nn.ReLU) for m in model.modules()) == 6  # one per conv + the dense layer
+
+
 def test_resnet_matches_the_study():
     model = create_model("resnet", num_classes=19, image_size=128)
     assert n_trainable(model) == 1_157_011

@@ -98,6 +98,17 @@ def test_default_threads_never_oversubscribe(monkeypatch, cores, workers, thread
     assert default_threads(workers) * max(1, workers) <= max(cores, max(1, workers))
 
 
+@pytest.mark.parametrize("num_threads, workers, warns", [(0, 2, False), (1, 2, False), (2, 1, False), (2, 2, True),
+                                                         (3, 1, True)])
+def test_explicit_threads_that_oversubscribe_are_named(monkeypatch, num_threads, workers, warns):
+    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(training, "_cgroup_cpu_limit", lambda: None)
+    warning = training.oversubscription(num_threads, workers)
+    assert (warning is not None) == warns
+    if warns:
+        assert f"train.num_threads {num_threads} x {workers} worker(s)" in warning and "2 cores" in warning
+
+
 def test_default_threads_respects_a_container_cpu_quota(monkeypatch):
     monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     monkeypatch.setattr(training, "_cgroup_cpu_limit", lambda: 2)

@@ -44,7 +44,8 @@ from .data.prepared import ImageArrays, load_prepared
 from .layout import Layout
 from .models import create_model
 from .stages.train import train_model
-from .training import DivergedError, FitResult, Precision, default_threads, resolve_device, resolve_precision
+from .training import (DivergedError, FitResult, Precision, default_threads, oversubscription, resolve_device,
+                       resolve_precision)
 
 JOURNAL_FILE = "optuna-journal.log"  # under tuning/
 BEST_PARAMS_FILE = "best_params.yaml"  # under tuning/
@@ -986,6 +987,9 @@ def main(root: Path, args) -> int:
     spec = WorkerSpec(root, params, cfg, tuple(space), args.storage, experiment_id, parent_run_id,
                       tracking.tracking_uri(root), args.workers, progress=not args.no_progress and args.workers == 1)
     counts = count_trials(study)
+    warning = oversubscription(params.train.num_threads, args.workers)
+    if warning:
+        print(f"reslab tune: warning: {warning}", file=sys.stderr)
     print(f"reslab tune: study {cfg.study_name!r} in {where}: {counts.finished} of {cfg.n_trials} trials finished; "
           f"{args.workers} worker(s); MLflow parent run {parent_run_id}")
     status = "FINISHED"

@@ -5,12 +5,23 @@ an identity shortcut, so the shortcut path carries the signal untouched through 
 """
 from __future__ import annotations
 
+import inspect
 from typing import Literal, Sequence
 
 import torch
 from torch import nn
 
 from .registry import register_model
+
+
+def make_act(act_layer: type[nn.Module]) -> nn.Module:
+    """An in-place instance where the class offers it: BN keeps its input, not its output, for the backward, and
+    ReLU's backward reads its own output, so working in place saves a full-size buffer per unit."""
+    try:
+        takes_inplace = "inplace" in inspect.signature(act_layer).parameters
+    except (TypeError, ValueError):
+        takes_inplace = False
+    return act_layer(inplace=True) if takes_inplace else act_layer()
 
 
 class ResidualUnit(nn.Module):
@@ -28,8 +39,8 @@ class ResidualUnit(nn.Module):
                  act_layer: type[nn.Module] = nn.ReLU, shortcut: bool = True):
         super().__init__()
         self.body = nn.Sequential(
-            norm_layer(chans), act_layer(), nn.Conv2d(chans, chans, 3, padding=1),
-            norm_layer(chans), act_layer(), nn.Conv2d(chans, chans, 3, padding=1),
+            norm_layer(chans), make_act(act_layer), nn.Conv2d(chans, chans, 3, padding=1),
+            norm_layer(chans), make_act(act_layer), nn.Conv2d(chans, chans, 3, padding=1),
         )
         self.shortcut = shortcut
 
@@ -52,8 +63,8 @@ class ProjectionUnit(nn.Module):
                  act_layer: type[nn.Module] = nn.ReLU, shortcut: bool = True):
         super().__init__()
         self.body = nn.Sequential(
-            norm_layer(in_chans), act_layer(), nn.Conv2d(in_chans, in_chans, 3, padding=1),
-            norm_layer(in_chans), act_layer(), nn.Conv2d(in_chans, out_chans, 3, padding=1),
+            norm_layer(in_chans), make_act(act_layer), nn.Conv2d(in_chans, in_chans, 3, padding=1),
+            norm_layer(in_chans), make_act(act_layer), nn.Conv2d(in_chans, out_chans, 3, padding=1),
         )
         self.project = nn.Conv2d(in_chans, out_chans, 1) if shortcut else None
 

@@ -17,7 +17,8 @@ from ..config import EvaluateConfig, flatten, load_params
 from ..data.prepared import ImageArrays, load_prepared
 from ..layout import ROLES, Layout
 from ..models.serialization import load_model_file
-from ..training import ArrayLoader, default_threads, predict_logits, resolve_device, resolve_precision
+from ..training import (ArrayLoader, default_threads, predict_logits, resolve_device, resolve_precision,
+                        to_device)
 
 
 def test_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -101,7 +102,7 @@ def main(root: Path, params_file: Path) -> dict:
         if meta["classes"] != test.classes:
             raise ValueError(f"{layout.model_file(role)}: trained on classes {meta['classes']}, but the test split "
                              f"has {test.classes}; rerun `dvc repro`")
-        logits[role], labels = predict_logits(model, loader, precision)
+        logits[role], labels = predict_logits(to_device(model, precision), loader, precision)
         model_names[role] = meta["model"]
         run_info[role] = json.loads(layout.run_info(role).read_text())
     result = compare(logits, labels, test.classes, params.evaluate, params.seed)

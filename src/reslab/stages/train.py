@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from ..data.splitting import read_split
 from ..layout import Layout
 from ..models import create_model
 from ..models.serialization import save_model_file
-from ..training import (ArrayLoader, FitResult, Precision, default_threads, fit, load_checkpoint,
-                        resolve_device, resolve_precision, seed_everything)
+from ..training import (ArrayLoader, FitResult, Precision, default_threads, fit, load_checkpoint, oversubscription,
+                        resolve_device, resolve_precision, seed_everything, to_device)
 
 
 def stage_params(params: Params, role: str) -> dict:
@@ -68,8 +69,7 @@ def train_model(params: Params, role: str, train: ImageArrays, val: ImageArrays,
     seed_everything(params.seed)
     model = create_model(stage.model, num_classes=len(train.classes), image_size=params.data.image_size,
                          **stage.model_args)
-    model = model.to(precision.device, memory_format=torch.channels_last if precision.channels_last
-                     else torch.contiguous_format)
+    model = to_device(model, precision)
     augment = BatchAugment(params.augment) if stage.augment else None
     cfg = params.train
     train_loader = ArrayLoader(train, cfg.batch_size, shuffle=True, seed=params.seed, device=precision.device)
@@ -87,6 +87,9 @@ def main(root: Path, params_file: Path, role: str, progress: bool = True) -> dic
     layout = Layout(root)
     stage = getattr(params, f"train_{role}")
     torch.set_num_threads(params.train.num_threads or default_threads())
+    warning = oversubscription(params.train.num_threads, 1)
+    if warning:
+        print(f"train_{role}: warning: {warning}", file=sys.stderr)
     device = resolve_device(params.train.device)
     precision = resolve_precision(params.train.precision, device)
     train, val = load_prepared(layout.prepared_dir, "train"), load_prepared(layout.prepared_dir, "val")
