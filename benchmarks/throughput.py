@@ -1,6 +1,6 @@
 """Training throughput: the naive pipeline a typical user writes vs reslab's, same data, models and steps.
 
-    .venv/bin/python benchmarks/throughput.py                  # ~4 min on 2 cores
+    .venv/bin/python benchmarks/throughput.py                  # ~7 min on 2 cores
     .venv/bin/python benchmarks/throughput.py --batch-sizes 32 --repeats 2 --no-sweep   # quicker
 
 (a) naive: torchvision ImageFolder on the JPEG folder (the prepared train split's files), PIL decode + Resize + the
@@ -43,8 +43,8 @@ from reslab.data.augment import BatchAugment, study_transforms
 from reslab.data.prepared import ImageArrays, load_prepared, load_resized, prepare_split
 from reslab.data.splitting import read_split
 from reslab.models import create_model
-from reslab.training import (ArrayLoader, available_cores, cpu_has_native_bf16, default_threads, make_optimizer,
-                             resolve_precision, to_input, train_one_epoch)
+from reslab.training import (ArrayLoader, available_cores, compile_model, cpu_has_native_bf16, default_threads,
+                             make_optimizer, resolve_precision, to_input, train_one_epoch)
 
 ROOT = Path(__file__).resolve().parents[1]
 HZ = os.sysconf("SC_CLK_TCK")
@@ -302,6 +302,7 @@ def naive_step(model, optimizer) -> Callable:
     return step
 
 
+COMPILE_S: dict[tuple[str, int], float] = {}  # (model, batch) -> seconds of compiling + warm-up steps
 CLEAN = 0.1  # a block is clean when other processes used under this many cores meanwhile
 
 
@@ -356,20 +357,30 @@ def run_model(name: str, batch_size: int, args, train: ImageArrays, classes: lis
     rows[naive_key], rows[reslab_key] = Row(*naive_key), Row(*reslab_key)
     x8 = torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
     y = torch.randint(0, n_classes, (batch_size,))
+    variants = [(("model step, synthetic", k), p, *fresh(p)) for k, p in synth_precisions.items()]
+    variants = [(key, p, m, opt, m) for key, p, m, opt in variants]  # (key, precision, model, optimizer, forward)
+    if args.compile:  # train.compile: the same model and optimizer, stepped through torch.compile
+        cm, copt = fresh(fast)
+        ckey = ("model step, synthetic", label(fast) + " compiled")
+        rows[ckey] = Row(*ckey)
+        rows[reslab_key + (" compiled",)] = Row(reslab_key[0], reslab_key[1] + " compiled")
+        variants.append((ckey, fast, cm, copt, compile_model(cm, torch.device("cpu"))))
     synth = []
-    for key, precision in ((("model step, synthetic", k), p) for k, p in synth_precisions.items()):
-        model, opt = fresh(precision)
+    for key, precision, model, opt, forward in variants:
 
-        def step(model=model, opt=opt, precision=precision) -> None:
+        def step(forward=forward, opt=opt, precision=precision) -> None:
             x = to_input(x8, precision)
             with precision.autocast():
-                loss = F.cross_entropy(model(x).float(), y)
+                loss = F.cross_entropy(forward(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
+        t0 = time.perf_counter()
         for _ in range(warmup):
             step()
+        if key[1].endswith("compiled"):
+            compile_s = time.perf_counter() - t0
         synth.append((key, step))
 
     # end to end
@@ -379,19 +390,22 @@ def run_model(name: str, batch_size: int, args, train: ImageArrays, classes: lis
     for _ in range(warmup):
         nstep(*next(naive_it))
     fast_model, fast_opt = fresh(fast)
+    reslab_runs = {reslab_key: (fast_model, fast_opt)}
+    if args.compile:
+        reslab_runs[reslab_key + (" compiled",)] = (variants[-1][4], variants[-1][3])
     augment = BatchAugment(augment_cfg)
     rng = np.random.default_rng(0)
 
-    def reslab_block(n_steps: int, block: int) -> None:
+    def reslab_block(n_steps: int, block: int, forward: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
         # the product's own loop over a random subset of the memory-mapped train split
         idx = np.sort(rng.choice(len(train), size=min(len(train), n_steps * batch_size), replace=False))
         subset = ImageArrays(train.images[idx], train.labels[idx], train.classes)
         loader = ArrayLoader(subset, batch_size, shuffle=True, seed=0)
         loader.set_epoch(block)
-        train_one_epoch(fast_model, loader, fast_opt, fast, augment, torch.Generator().manual_seed(block),
-                        progress=False)
+        train_one_epoch(forward, loader, opt, fast, augment, torch.Generator().manual_seed(block), progress=False)
 
-    reslab_block(warmup, 0)
+    for forward, opt in reslab_runs.values():
+        reslab_block(warmup, 0, forward, opt)
 
     for r in range(args.repeats):
         for key, step in synth:
@@ -409,17 +423,22 @@ def run_model(name: str, batch_size: int, args, train: ImageArrays, classes: lis
                 nstep(*next(naive_it))
         rows[naive_key].img_s.append(steps * batch_size / u.wall_s)
         rows[naive_key].usage.append(u)
-        wait_for_quiet(args.max_wait)
-        with monitor() as u:
-            reslab_block(steps, r + 1)
-        rows[reslab_key].img_s.append(steps * batch_size / u.wall_s)
-        rows[reslab_key].usage.append(u)
+        for key, (forward, opt) in reslab_runs.items():
+            wait_for_quiet(args.max_wait)
+            with monitor() as u:
+                reslab_block(steps, r + 1, forward, opt)
+            rows[key].img_s.append(steps * batch_size / u.wall_s)
+            rows[key].usage.append(u)
     del naive_it  # stops the workers
 
     wait_for_quiet(args.max_wait)
     ceiling = conv_ceiling(fast_model, to_input(x8, fast), fast)
     for row in rows.values():
         row.flops = flops
+    if args.compile:
+        print(f"    {name}, batch {batch_size}: torch.compile + first {warmup} steps took {compile_s:.1f} s",
+              file=sys.stderr, flush=True)
+        COMPILE_S[(name, batch_size)] = compile_s
     return list(rows.values()), ceiling
 
 
@@ -432,12 +451,12 @@ def measure_peaks(peaks: dict[str, float], max_wait: float) -> None:
 
 def print_table(name: str, batch_size: int, rows: list[Row], flops: float, peaks: dict[str, float]) -> None:
     print(f"\n{name}, batch {batch_size}: {flops / 1e6:.0f} MFLOP per training image (forward + backward)")
-    head = (f"  {'pipeline':<24}{'dtype':<15}{'img/s':>8}{'best':>8}{'ratio':>7}{'GFLOP/s':>9}{'% peak':>8}"
+    head = (f"  {'pipeline':<24}{'dtype':<19}{'img/s':>8}{'best':>8}{'ratio':>7}{'GFLOP/s':>9}{'% peak':>8}"
             f"{'RSS MB':>8}{'PSS MB':>8}{'others':>8}{'clean':>7}")
     print(head)
     print("  " + "-" * (len(head) - 2))
     base = {kind: next(r.median for r in rows if r.name.startswith(kind)) for kind in ("model step", "end to end")}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r.name.startswith("end to end")):  # model steps first (stable)
         ratio = r.median / base["end to end" if r.name.startswith("end to end") else "model step"]
         gflops = r.median * flops / 1e9
         peak = peaks["bf16" if r.dtype.startswith("bf16") else "fp32"]
@@ -445,7 +464,7 @@ def print_table(name: str, batch_size: int, rows: list[Row], flops: float, peaks
         rss = f"{max(u.peak_rss_mb for u in r.usage):8.0f}" if e2e else f"{'':>8}"
         pss = f"{max(u.pss_mb for u in r.usage):8.0f}" if e2e else f"{'':>8}"
         others = statistics.mean(u.others_cores for u in r.usage)
-        print(f"  {r.name:<24}{r.dtype:<15}{r.median:8.0f}{max(r.img_s):8.0f}{ratio:6.2f}x"
+        print(f"  {r.name:<24}{r.dtype:<19}{r.median:8.0f}{max(r.img_s):8.0f}{ratio:6.2f}x"
               f"{gflops:9.0f}{100 * gflops / peak:7.0f}%{rss}{pss}{others:8.2f}{len(r.clean):>5}/{len(r.img_s)}")
 
 
@@ -539,12 +558,14 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=None, help="default: data.image_size of the prepared arrays")
     ap.add_argument("--steps", type=int, default=16, help="timed steps per block")
     ap.add_argument("--warmup", type=int, default=4, help="untimed steps before timing")
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved blocks per pipeline; the median is shown")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved blocks per pipeline; the median is shown")
     ap.add_argument("--max-wait", type=float, default=90.0,
                     help="seconds to wait before each timed block for other processes to go quiet (0: never)")
     ap.add_argument("--max-total-wait", type=float, default=600.0, help="cap on all the waiting together")
     ap.add_argument("--threads", type=int, default=0, help="torch threads of the main process (0: default_threads())")
     ap.add_argument("--no-sweep", action="store_true", help="skip the two-process sweep check")
+    ap.add_argument("--no-compile", dest="compile", action="store_false",
+                    help="skip the train.compile rows (torch.compile: 5-30 s of compiling per model and batch size)")
     ap.add_argument("--sweep-model", default="resnet")
     ap.add_argument("--sweep-steps", type=int, default=24)
     ap.add_argument("--sweep-tries", type=int, default=2)
@@ -587,6 +608,9 @@ def main() -> None:
           "at the end of a block (shared pages split); others: mean cores used by other processes meanwhile")
     for name, batch_size, rows, ceiling in tables:
         print_table(name, batch_size, rows, rows[0].flops, peaks)
+        if (name, batch_size) in COMPILE_S:
+            print(f"  compiled rows (train.compile: true): compiling + {args.warmup} warm-up steps took "
+                  f"{COMPILE_S[(name, batch_size)]:.1f} s (inductor's on-disk cache makes a repeat faster)")
         print(f"  ceiling: the model's convolutions alone (forward + backward, {fast.name}"
               f"{' CL' if fast.channels_last else ''}, the step's shapes) run at {ceiling:.0f} GFLOP/s = "
               f"{100 * ceiling / peaks['bf16' if fast.name == 'bf16' else 'fp32']:.0f}% of the peak")

@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import stats
 
 from reslab import training
-from reslab.config import AugmentConfig
+from reslab.config import AugmentConfig, ConfigError
 from reslab.data import prepared
 from reslab.data.augment import BatchAugment, affine_grid, study_transforms
 from reslab.data.prepared import ImageArrays, load_prepared, prepare_split
@@ -282,14 +282,15 @@ def test_batch_augment_draws_the_study_distribution_of_torchvision_v2():
 # ----------------------------------------------------------------------------- one epoch
 
 
-def tiny_fit(precision: Precision, epochs: int, checkpoint: Path | None = None, seed: int = 0):
+def tiny_fit(precision: Precision, epochs: int, checkpoint: Path | None = None, seed: int = 0,
+             compile: bool = False):
     torch.manual_seed(seed)
     model = create_model("resnet", num_classes=4, image_size=32).to(
         memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format)
     data = arrays(48, size=32)
     result = fit(model, ArrayLoader(data, 16, shuffle=True, seed=seed), ArrayLoader(data, 32, shuffle=False),
                  epochs=epochs, lr=1e-3, patience=0, precision=precision, seed=seed,
-                 augment=BatchAugment(AugmentConfig()), checkpoint=checkpoint, progress=False)
+                 augment=BatchAugment(AugmentConfig()), checkpoint=checkpoint, progress=False, compile=compile)
     return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in result.history]
 
 
@@ -303,6 +304,29 @@ def test_training_is_deterministic_and_resumes_identically(tmp_path, setting):
     tiny_fit(precision, 2, ckpt)  # "killed" after epoch 2
     assert tiny_fit(precision, 3, ckpt) == whole
     assert whole != tiny_fit(precision, 3, seed=1)
+
+
+@pytest.mark.slow
+def test_compiled_training_learns_resumes_and_keeps_parameter_names(tmp_path):
+    """train.compile: the compiled step trains the model's own parameters (checkpoint names unprefixed), is
+    reproducible and resumes; it is not bit-identical to eager (other kernels), so it is compared with itself."""
+    torch.set_num_threads(1)
+    precision = resolve_precision("bf16", CPU)
+    ckpt = tmp_path / "ckpt.pt"
+    tiny_fit(precision, 2, ckpt, compile=True)
+    state = torch.load(ckpt, weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in state["model"])
+    assert state["model"].keys() == create_model("resnet", num_classes=4, image_size=32).state_dict().keys()
+    resumed = tiny_fit(precision, 3, ckpt, compile=True)
+    whole = tiny_fit(precision, 3, compile=True)
+    assert resumed == whole
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in whole)
+
+
+def test_compile_without_a_cpp_compiler_is_a_clear_config_error(monkeypatch):
+    monkeypatch.setattr(training.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match=r"train.compile .* no C\+\+ compiler .* train.compile: false"):
+        training.compile_model(torch.nn.Linear(2, 2), CPU)
 
 
 def test_fp16_trains_with_a_grad_scaler():

@@ -60,6 +60,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int = 0  # torch intra-op threads; 0 = all cores (divided between sweep workers)
+    compile: bool = False  # torch.compile the training forward + backward (fuses BN/ReLU/adds; costs a compile)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,15 @@ def log_epoch(row: dict[str, float], prefix: str = "") -> None:
 
 
 def log_dataset(df, source: Path, name: str, context: str) -> None:
-    """Record a split manifest as an MLflow dataset input."""
-    dataset = mlflow.data.from_pandas(df, source=str(source), name=name, targets="label")
-    mlflow.log_input(dataset, context=context)
+    """Record a split manifest as an MLflow dataset input.
+
+    Two MLflow hints are silenced here, as they do not apply: the integer `label` column has no missing values, and
+    a local path is meant as a local file source."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways", category=UserWarning)
+        dataset = mlflow.data.from_pandas(df, source=str(source), name=name, targets="label")
+        mlflow.log_input(dataset, context=context)
 
 
 def log_model(model, image_size: int, num_classes: int, name: str = "model") -> str:

@@ -78,7 +78,7 @@ def train_model(params: Params, role: str, train: ImageArrays, val: ImageArrays,
                  lr=stage.lr or cfg.lr, patience=cfg.patience if patience is None else patience,
                  precision=precision, seed=params.seed, augment=augment, checkpoint=checkpoint,
                  fingerprint=fingerprint, extra=extra, on_epoch_end=on_epoch_end, should_stop=should_stop,
-                 progress=progress)
+                 progress=progress, compile=cfg.compile)
     return model, result
 
 
