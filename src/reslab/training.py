@@ -141,8 +141,8 @@ def oversubscription(num_threads: int, workers: int) -> str | None:
     if threads * workers <= cores:
         return None
     return (f"train.num_threads {num_threads} x {workers} worker(s) = {threads * workers} threads on {cores} cores: "
-            f"every OpenMP step then waits for descheduled threads (2 x 2 threads on 2 cores measured 34x slower per "
-            f"epoch than 2 x 1, benchmarks/throughput.py); set train.num_threads: 0 to share the cores")
+            f"every OpenMP step then waits for descheduled threads (2 x 2 threads on 2 cores measured 9-34x slower "
+            f"per epoch than 2 x 1, benchmarks/throughput.py); set train.num_threads: 0 to share the cores")
 
 
 def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
