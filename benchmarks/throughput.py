@@ -6,7 +6,8 @@
 (a) naive: torchvision ImageFolder on the JPEG folder (the prepared train split's files), PIL decode + Resize + the
     study's augmentation as v2 transforms per image, DataLoader(num_workers=cores, shuffle=True), fp32 NCHW.
 (b) reslab: the prepare stage's memory-mapped uint8 arrays, ArrayLoader, BatchAugment, resolve_precision("auto")
-    (bf16 autocast + channels_last here), i.e. `reslab.training.train_one_epoch` itself.
+    (bf16 autocast + channels_last here), fused Adam, i.e. `reslab.training.train_one_epoch` itself; and the same
+    through torch.compile (train.compile: true; --no-compile skips it).
 
 Printed per model and batch size: img/s (median of interleaved repeats, and the best), the ratio, model FLOPs per
 training image (forward + backward, torch.utils.flop_counter), achieved GFLOP/s and the fraction of the matmul peak
@@ -44,7 +45,7 @@ from reslab.data.prepared import ImageArrays, load_prepared, load_resized, prepa
 from reslab.data.splitting import read_split
 from reslab.models import create_model
 from reslab.training import (ArrayLoader, available_cores, compile_model, cpu_has_native_bf16, default_threads,
-                             make_optimizer, resolve_precision, to_input, train_one_epoch)
+                             make_optimizer, resolve_precision, to_device, to_input, train_one_epoch)
 
 ROOT = Path(__file__).resolve().parents[1]
 HZ = os.sysconf("SC_CLK_TCK")
@@ -337,8 +338,7 @@ def run_model(name: str, batch_size: int, args, train: ImageArrays, classes: lis
     def fresh(precision) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """The model, and the naive step's default Adam for fp32 NCHW or fit's optimizer for reslab's layouts."""
         torch.manual_seed(0)
-        m = create_model(name, num_classes=n_classes, image_size=size)
-        m = m.to(memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format)
+        m = to_device(create_model(name, num_classes=n_classes, image_size=size), precision)
         naive = precision is fp32_nchw
         return m, torch.optim.Adam(m.parameters(), lr=1e-3) if naive else make_optimizer(m, 1e-3)
 
