@@ -1,6 +1,6 @@
 """Training throughput: the naive pipeline a typical user writes vs reslab's, same data, models and steps.
 
-    .venv/bin/python benchmarks/throughput.py                  # ~7 min on 2 cores
+    .venv/bin/python benchmarks/throughput.py                  # ~12 min on 2 cores
     .venv/bin/python benchmarks/throughput.py --batch-sizes 32 --repeats 2 --no-sweep   # quicker
 
 (a) naive: torchvision ImageFolder on the JPEG folder (the prepared train split's files), PIL decode + Resize + the
