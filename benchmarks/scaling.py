@@ -91,7 +91,8 @@ def child(prepared: Path, in_ram: bool, model_name: str, batch_size: int, thread
     from reslab.data.augment import BatchAugment
     from reslab.data.prepared import ImageArrays, load_prepared
     from reslab.models import create_model
-    from reslab.training import ArrayLoader, default_threads, make_optimizer, resolve_precision, train_one_epoch
+    from reslab.training import (ArrayLoader, default_threads, make_optimizer, resolve_precision, to_device,
+                                 train_one_epoch)
 
     torch.set_num_threads(threads or default_threads())
     data = load_prepared(prepared, "train")
@@ -100,7 +101,7 @@ def child(prepared: Path, in_ram: bool, model_name: str, batch_size: int, thread
     precision = resolve_precision("auto", torch.device("cpu"))
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=len(data.classes), image_size=data.images.shape[1])
-    model = model.to(memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format)
+    model = to_device(model, precision)
     opt = make_optimizer(model, 1e-3)
     augment = BatchAugment(AugmentConfig())
     warm = ImageArrays(np.array(data.images[:4 * batch_size]), data.labels[:4 * batch_size], data.classes)

@@ -509,7 +509,7 @@ def one_process(threads: int, steps: int, batch_size: int, image_size: int, mode
     train = load_prepared(ROOT / "artifacts/prepared", "train")
     precision = resolve_precision("auto", torch.device("cpu"))
     torch.manual_seed(0)
-    m = create_model(model, num_classes=len(train.classes), image_size=image_size).to(memory_format=torch.channels_last)
+    m = to_device(create_model(model, num_classes=len(train.classes), image_size=image_size), precision)
     opt = make_optimizer(m, 1e-3)
     aug = BatchAugment(AugmentConfig())
     warm = ImageArrays(train.images[:3 * batch_size], train.labels[:3 * batch_size], train.classes)
