@@ -29,6 +29,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class FilterConfig:
     min_images_per_class: int = 100  # the study kept classes with more than 100 images
+    min_image_size: int = 8  # px; an image narrower or shorter than this is skipped as carrying no information
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,13 @@ class Params:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tune: dict[str, Any] = field(default_factory=dict)  # validated by reslab.tuning.TuneConfig
+
+    def model_stage(self, role: str) -> ModelStageConfig:
+        """The training section of a role: `baseline` -> train_baseline, `resnet` -> train_resnet."""
+        stages = {"baseline": self.train_baseline, "resnet": self.train_resnet}
+        if role not in stages:
+            raise ConfigError(f"unknown model role {role!r}; valid roles: {', '.join(stages)}")
+        return stages[role]
 
 
 def _type_name(tp: Any) -> str:
@@ -185,6 +193,8 @@ def _check_ranges(obj: Any, prefix: str) -> None:
         fail("image_size", obj.image_size, "an integer from 16 to 1024 (the ResNet stem needs at least 16 px)")
     if isinstance(obj, FilterConfig) and obj.min_images_per_class < 1:
         fail("min_images_per_class", obj.min_images_per_class, "an integer >= 1")
+    if isinstance(obj, FilterConfig) and obj.min_image_size < 1:
+        fail("min_image_size", obj.min_image_size, "an integer >= 1 (px)")
     if isinstance(obj, SplitConfig):
         if not 0 < obj.val_fraction < 1:
             fail("val_fraction", obj.val_fraction, "a number strictly between 0 and 1")

@@ -445,3 +445,74 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
     if best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(history, best_epoch, best_val_loss, stopped and len(history) < epochs, resumed_from, extra)
+
+
+# ----------------------------------------------------------------------------- the reusable training entry point
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines one training run of one model, as plain values (no Params, no roles)."""
+
+    model: str
+    model_args: dict[str, Any]
+    image_size: int
+    seed: int
+    batch_size: int
+    lr: float
+    epochs: int
+    patience: int
+    augment: Any = None  # an AugmentConfig, or None for no augmentation
+    compile: bool = False
+
+
+def recipe_from_params(params: Any, role: str) -> Recipe:
+    """The recipe a training stage uses for `role` (baseline | resnet): the shared budget plus the role's section."""
+    stage = params.model_stage(role)
+    cfg = params.train
+    return Recipe(model=stage.model, model_args=dict(stage.model_args), image_size=params.data.image_size,
+                  seed=params.seed, batch_size=cfg.batch_size, lr=stage.lr or cfg.lr, epochs=cfg.epochs,
+                  patience=cfg.patience, augment=params.augment if stage.augment else None, compile=cfg.compile)
+
+
+def train_classifier(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, precision: Precision,
+                     checkpoint: Path | None = None, fingerprint: str = "", extra: dict | None = None,
+                     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+                     should_stop: Callable[[int, dict[str, float]], bool] | None = None,
+                     progress: bool = True) -> tuple[nn.Module, FitResult]:
+    """Build `recipe.model` and train it on `train`, validating on `val`. No files besides the checkpoint.
+
+    Args:
+        recipe: model, budget and augmentation.
+        train: the train split.
+        val: the validation split.
+        precision: device, autocast and memory-format plan (see `setup_runtime`).
+        checkpoint, fingerprint, extra, on_epoch_end, should_stop, progress: as in `fit`.
+    """
+    from .data.augment import BatchAugment
+    from .models import create_model
+
+    seed_everything(recipe.seed)
+    model = create_model(recipe.model, num_classes=len(train.classes), image_size=recipe.image_size,
+                         **recipe.model_args)
+    model = to_device(model, precision)
+    augment = BatchAugment(recipe.augment) if recipe.augment is not None else None
+    train_loader = ArrayLoader(train, recipe.batch_size, shuffle=True, seed=recipe.seed, device=precision.device)
+    val_loader = ArrayLoader(val, max(recipe.batch_size, 256), shuffle=False, device=precision.device)
+    result = fit(model, train_loader, val_loader, epochs=recipe.epochs, lr=recipe.lr, patience=recipe.patience,
+                 precision=precision, seed=recipe.seed, augment=augment, checkpoint=checkpoint,
+                 fingerprint=fingerprint, extra=extra, on_epoch_end=on_epoch_end, should_stop=should_stop,
+                 progress=progress, compile=recipe.compile)
+    return model, result
+
+
+def setup_runtime(train_cfg: Any, *, workers: int = 1, who: str = "") -> Precision:
+    """Threads, device and precision for one process: torch threads = train.num_threads or cores // workers (a
+    warning on stderr, prefixed by `who`, when that oversubscribes the cores); returns the precision plan."""
+    import sys
+
+    torch.set_num_threads(train_cfg.num_threads or default_threads(workers))
+    warning = oversubscription(train_cfg.num_threads, workers)
+    if warning:
+        print(f"{who + ': ' if who else ''}warning: {warning}", file=sys.stderr)
+    return resolve_precision(train_cfg.precision, resolve_device(train_cfg.device))
