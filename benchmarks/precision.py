@@ -3,11 +3,12 @@
     .venv/bin/python benchmarks/precision.py                                # resnet, 5 seeds x 8 epochs: ~5 min
     .venv/bin/python benchmarks/precision.py --models baseline resnet --seeds 0 1 2 3 4
 
-Each (model, seed) trains twice through the train stage's own `train_model` (same init, batch order, augmentation
-and dropout draws, since all derive from the seed), once with train.precision fp32 and once with bf16, for
---epochs epochs without early stopping; everything else is params.yaml. Reported: validation accuracy at the
-best-val-loss epoch (what the stage keeps) and at the last epoch, mean +/- sd over seeds per precision, and the
-paired difference bf16 - fp32 with a 95 % t interval. The seed-to-seed sd of fp32 is the noise to compare with.
+Each (model, seed) trains twice through `reslab.training.train_classifier`, as the training stages do (same init,
+batch order, augmentation and dropout draws, since all derive from the seed), once with train.precision fp32 and
+once with bf16, for --epochs epochs without early stopping; everything else is params.yaml. Reported: validation
+accuracy at the best-val-loss epoch (what the stage keeps) and at the last epoch, mean +/- sd over seeds per
+precision, and the paired difference bf16 - fp32 with a 95 % t interval. The seed-to-seed sd of fp32 is the noise
+to compare with.
 Needs `dvc repro prepare` (artifacts/prepared). Prints figures; asserts nothing.
 """
 from __future__ import annotations
@@ -24,8 +25,7 @@ from scipy import stats
 
 from reslab.config import load_params
 from reslab.data.prepared import load_prepared
-from reslab.stages.train import train_model
-from reslab.training import default_threads, resolve_precision
+from reslab.training import recipe_from_params, resolve_precision, setup_runtime, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,9 +57,9 @@ def main() -> None:
     ap.add_argument("--max-wait", type=float, default=30.0, help="wait per run for other processes to go quiet")
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads or default_threads())
     WAITED["budget"] = 10 * args.max_wait
     params = load_params(ROOT / "params.yaml")
+    setup_runtime(dataclasses.replace(params.train, num_threads=args.threads, device="cpu"), who="precision")
     prepared = ROOT / "artifacts/prepared"
     train, val = load_prepared(prepared, "train"), load_prepared(prepared, "val")
     print(f"{len(train)} train / {len(val)} val images at {train.images.shape[1]} px, {len(train.classes)} classes; "
@@ -70,15 +70,13 @@ def main() -> None:
         role = "resnet" if model.startswith(("resnet", "plain")) else "baseline"
         for seed in args.seeds:
             for name in args.precisions:
-                stage = dataclasses.replace(getattr(params, f"train_{role}"), model=model, model_args={}, lr=None,
-                                            augment=True)
-                p = dataclasses.replace(params, seed=seed, **{f"train_{role}": stage},
-                                        train=dataclasses.replace(params.train, epochs=args.epochs, patience=0,
-                                                                  precision=name))
+                recipe = dataclasses.replace(recipe_from_params(params, role), model=model, model_args={},
+                                             lr=params.train.lr, augment=params.augment, seed=seed,
+                                             epochs=args.epochs, patience=0)
                 precision = resolve_precision(name, torch.device("cpu"))
                 wait_for_quiet(args.max_wait)
                 t0 = time.perf_counter()
-                _, result = train_model(p, role, train, val, precision=precision, checkpoint=None, progress=False)
+                _, result = train_classifier(recipe, train, val, precision=precision, progress=False)
                 best = next(r for r in result.history if r["epoch"] == result.best_epoch)
                 row = {"seed": seed, "best": best["val_accuracy"], "last": result.history[-1]["val_accuracy"],
                        "best_epoch": result.best_epoch, "s_per_epoch": (time.perf_counter() - t0) / args.epochs}

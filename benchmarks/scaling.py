@@ -87,18 +87,16 @@ def child(prepared: Path, in_ram: bool, model_name: str, batch_size: int, thread
     """One epoch in this fresh process; memory sampled every 0.5 s."""
     import torch
 
-    from reslab.config import AugmentConfig
+    from reslab.config import AugmentConfig, TrainConfig
     from reslab.data.augment import BatchAugment
     from reslab.data.prepared import ImageArrays, load_prepared
     from reslab.models import create_model
-    from reslab.training import (ArrayLoader, default_threads, make_optimizer, resolve_precision, to_device,
-                                 train_one_epoch)
+    from reslab.training import ArrayLoader, make_optimizer, setup_runtime, to_device, train_one_epoch
 
-    torch.set_num_threads(threads or default_threads())
+    precision = setup_runtime(TrainConfig(num_threads=threads, device="cpu", precision="auto"), who="scaling")
     data = load_prepared(prepared, "train")
     if in_ram:
         data = ImageArrays(np.load(prepared / "train_images.npy"), data.labels, data.classes)
-    precision = resolve_precision("auto", torch.device("cpu"))
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=len(data.classes), image_size=data.images.shape[1])
     model = to_device(model, precision)

@@ -39,13 +39,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reslab.config import AugmentConfig, load_params
+from reslab.config import AugmentConfig, TrainConfig, load_params
 from reslab.data.augment import BatchAugment, study_transforms
 from reslab.data.prepared import ImageArrays, load_prepared, load_resized, prepare_split
 from reslab.data.splitting import read_split
 from reslab.models import create_model
-from reslab.training import (ArrayLoader, available_cores, compile_model, cpu_has_native_bf16, default_threads,
-                             make_optimizer, resolve_precision, to_device, to_input, train_one_epoch)
+from reslab.hardware import available_cores, cpu_has_native_bf16, default_threads
+from reslab.training import (ArrayLoader, compile_model, make_optimizer, resolve_precision, setup_runtime, to_device,
+                             to_input, train_one_epoch)
 
 ROOT = Path(__file__).resolve().parents[1]
 HZ = os.sysconf("SC_CLK_TCK")
@@ -582,10 +583,9 @@ def main() -> None:
                                      args.sweep_model)))
         return
 
-    torch.set_num_threads(args.threads or default_threads())
+    fast = setup_runtime(TrainConfig(num_threads=args.threads, device="cpu", precision="auto"), who="throughput")
     WAITED["budget"] = args.max_total_wait
     augment_cfg = load_params(ROOT / "params.yaml").augment
-    fast = resolve_precision("auto", torch.device("cpu"))
     print(f"{cpu_model()}, {available_cores()} cores, native bf16: {cpu_has_native_bf16()}; torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; reslab auto precision: {fast.name}"
           f"{' + channels_last' if fast.channels_last else ''}; {args.image_size} px, {len(train)} training images, "

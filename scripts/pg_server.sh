@@ -2,18 +2,43 @@
 # A throwaway PostgreSQL server on 127.0.0.1 for tests and local multi-worker sweeps.
 #   scripts/pg_server.sh start DIR [PORT]   init a cluster in DIR (if new), start it, print its URL
 #   scripts/pg_server.sh stop DIR           stop it
+#   scripts/pg_server.sh install            make sure the server binaries and psql are there: as root on Debian,
+#                                           installs Debian's postgresql when they are not (.ci/run does this)
 # The URL serves both Optuna (`reslab tune --storage URL`) and MLflow (`MLFLOW_TRACKING_URI=URL`).
 # Needs the PostgreSQL server binaries (Debian: apt-get install postgresql). Run as root, it runs the server as
 # the `postgres` user, since PostgreSQL refuses to run as root.
 set -euo pipefail
-cmd=${1:?usage: pg_server.sh start|stop DIR [PORT]}
-dir=$(realpath -m "${2:?usage: pg_server.sh start|stop DIR [PORT]}")
-port=${3:-55432}
+usage="usage: pg_server.sh start DIR [PORT] | stop DIR | install"
+cmd=${1:?$usage}
 
+# Debian keeps the server binaries off PATH, in /usr/lib/postgresql/<major>/bin.
 bin_of() {
   command -v "$1" 2>/dev/null && return
-  ls /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1
+  ls /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1 || true  # none: empty, not an exit (set -e)
 }
+have_server() { [ -n "$(bin_of initdb)" ] && [ -n "$(bin_of pg_ctl)" ] && command -v psql >/dev/null; }
+
+if [ "$cmd" = install ]; then
+  have_server && exit 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "pg_server.sh: PostgreSQL server binaries not found (Debian, as root: apt-get install postgresql)" >&2
+    exit 3
+  fi
+  echo "pg_server.sh: PostgreSQL server binaries not found; installing Debian's postgresql" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  # No default cluster, so that installing starts no server: start DIR makes its own.
+  apt-get install -y -q --no-install-recommends postgresql-common >/dev/null
+  sed -ri 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' \
+    /etc/postgresql-common/createcluster.conf
+  apt-get install -y -q --no-install-recommends postgresql >/dev/null
+  have_server || { echo "pg_server.sh: installed postgresql, yet initdb, pg_ctl or psql is still missing" >&2; exit 1; }
+  echo "pg_server.sh: installed $("$(bin_of pg_ctl)" --version)" >&2
+  exit 0
+fi
+
+dir=$(realpath -m "${2:?$usage}")
+port=${3:-55432}
 initdb=$(bin_of initdb); pg_ctl=$(bin_of pg_ctl)
 [ -n "$initdb" ] && [ -n "$pg_ctl" ] || { echo "pg_server.sh: PostgreSQL server binaries not found (apt-get install postgresql)" >&2; exit 3; }
 
@@ -42,5 +67,5 @@ case "$cmd" in
     as_owner "$pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     ;;
   *)
-    echo "usage: pg_server.sh start|stop DIR [PORT]" >&2; exit 2 ;;
+    echo "$usage" >&2; exit 2 ;;
 esac

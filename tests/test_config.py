@@ -1,10 +1,12 @@
 """params.yaml is strict: unknown keys, wrong types and out-of-range values fail with the key's name."""
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from reslab.config import ConfigError, Params, load_params
+from reslab.config import (PRECISIONS, ConfigError, Params, TuneConfig, TrainConfig, field_type, load_params,
+                           with_overrides, write_params)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,11 +27,15 @@ def test_repository_params_load():
     assert params.train_baseline.augment and params.train_resnet.augment
 
 
-def test_fixed_key_names_exist():
-    p = load_params(REPO / "params.yaml")
-    for value in (p.filter.min_images_per_class, p.data.image_size, p.augment.magnitude, p.train.epochs,
-                  p.train.batch_size, p.train.lr, p.seed):
-        assert value is not None
+def test_tune_section_is_typed():
+    tune = load_params(REPO / "params.yaml").tune
+    assert isinstance(tune, TuneConfig) and tune.pruner == "median" and tune.grace_period is None
+    assert set(tune.search_space) == {"baseline", "resnet"}  # one space per role, keys are dotted params keys
+    assert "train_resnet.lr" in tune.search_space["resnet"] and "train_baseline.lr" in tune.search_space["baseline"]
+
+
+def test_a_file_without_tune_section_gets_the_defaults(tmp_path):
+    assert load_params(write(tmp_path, {"seed": 1})).tune == TuneConfig()
 
 
 @pytest.mark.parametrize("override, match", [
@@ -43,6 +49,12 @@ def test_fixed_key_names_exist():
     ("split.val_fraction=0.9", r"split\.val_fraction"),
     ("augment.magnitude=-1", r"augment\.magnitude: -1.0 is out of range"),
     ("filter=3", "filter: expected a mapping"),
+    ("tune.pruner=asha", r"tune\.pruner: 'asha' is not one of 'median'"),
+    ("tune.n_trials=0", r"tune\.n_trials: 0 is out of range"),
+    ("tune.grace_period=10", r"tune\.grace_period: 10 is out of range; accepted: null or an integer >= "
+                             r"heartbeat_interval \(60\)"),
+    ("tune.pruner_percentile=100", r"tune\.pruner_percentile"),
+    ("tune.study_name=' '", r"tune\.study_name"),
 ])
 def test_bad_values_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -64,3 +76,38 @@ def test_missing_and_malformed_files(tmp_path):
         load_params(bad)
     with pytest.raises(ConfigError, match=r"params\.yaml: unknown key train\.optimizer"):
         load_params(write(tmp_path, {"train": {"optimizer": "sgd"}}))
+
+
+def test_precision_choices_are_the_annotations():
+    assert field_type(Params, "train.precision") == field_type(TrainConfig, "precision")
+    assert tuple(typing.get_args(field_type(Params, "train.precision"))) == PRECISIONS
+
+
+@pytest.mark.parametrize("key, match", [("augment.magnitud", r"unknown key augment\.magnitud; valid keys of augment"),
+                                        ("train_resnet.model_args.depths", r"train_resnet\.model_args is not a")])
+def test_field_type_names_the_key(key, match):
+    with pytest.raises(ConfigError, match=match):
+        field_type(Params, key)
+
+
+def test_overrides_are_validated_as_params_yaml():
+    params = load_params(REPO / "params.yaml")
+    assert with_overrides(params, {"augment.magnitude": 1}).augment.magnitude == 1.0  # widened as on load
+    assert with_overrides(params, {"train_resnet.model_args.depths": [2, 2]}).train_resnet.model_args == \
+        {**params.train_resnet.model_args, "depths": [2, 2]}
+    with pytest.raises(ConfigError, match=r"augment\.magnitude: 4\.0 is out of range"):
+        with_overrides(params, {"augment.magnitude": 4.0})
+
+
+def test_write_params_keeps_comments_and_rejects_invalid_values(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    write_params(path, {"train_resnet.model_args.depths": [2, 2], "train_resnet.lr": 0.002})
+    text = path.read_text()
+    assert "depths: [2, 2]" in text and "# the study's plain CNN" in text and "tune --apply` writes here" in text
+    params = load_params(path)
+    assert params.train_resnet.model_args == {"depths": [2, 2]} and params.train_resnet.lr == 0.002
+    assert params.train_baseline.lr is None and "lr: null" in text  # other keys untouched
+    with pytest.raises(ConfigError, match=r"augment\.magnitude"):
+        write_params(path, {"augment.magnitude": 9.0})
+    assert path.read_text() == text and not (tmp_path / ".params.yaml.tmp").exists()

@@ -1,5 +1,7 @@
-"""The real pipeline, shrunk: `dvc repro` in a temp git repo on a tiny generated data set (32 px, 2 epochs)."""
+"""The real pipeline, shrunk: `dvc repro` in a temp git repo on a tiny generated data set (32 px, 2 epochs, seeds
+1 and 2 in replicates.seeds)."""
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -9,34 +11,65 @@ from mlflow.tracking import MlflowClient
 from conftest import run
 
 pytestmark = pytest.mark.slow
+SEEDS = (1, 2)
+ROLES = ("baseline", "resnet")
 
 
 def client_for(root):
     return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
 
 
+def runs_of(root):
+    client = client_for(root)
+    exp = client.get_experiment_by_name("reslab")
+    return client, client.search_runs([exp.experiment_id])
+
+
+def status_after(root, edit):
+    """`dvc status` after editing params.yaml (restored afterwards): the stages that would run."""
+    params = root / "params.yaml"
+    original = params.read_text()
+    try:
+        tree = yaml.safe_load(original)
+        edit(tree)
+        params.write_text(yaml.safe_dump(tree, sort_keys=False))
+        return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
+    finally:
+        params.write_text(original)
+
+
 def test_outputs_and_metrics(pipeline_project):
     root = pipeline_project
     ev = json.loads((root / "metrics/evaluate.json").read_text())
-    for role in ("baseline", "resnet"):
+    assert ev["n_replicates"] == len(SEEDS)
+    for role in ROLES:
         m = ev[role]
-        assert 0 <= m["accuracy_ci_low"] <= m["accuracy"] <= m["accuracy_ci_high"] <= 1
-        assert 0 <= m["macro_f1"] <= 1 and m["loss"] > 0
-        train = json.loads((root / f"metrics/train_{role}.json").read_text())
-        assert train["epochs_trained"] == 2
-        history = pd.read_csv(root / f"plots/train_{role}/history.csv")
-        assert history["epoch"].tolist() == [1, 2]
+        assert set(m["per_replicate"]) == {str(s) for s in SEEDS}
+        accs = [r["accuracy"] for r in m["per_replicate"].values()]
+        assert m["accuracy_mean"] == pytest.approx(sum(accs) / len(accs))
+        assert m["accuracy_ci_low"] <= m["accuracy_mean"] <= m["accuracy_ci_high"]
+        for seed in SEEDS:
+            train = json.loads((root / f"metrics/train_{role}/seed_{seed}.json").read_text())
+            assert train["epochs_trained"] == 2 and train["best_epoch"] in (1, 2)
+            assert pd.read_csv(root / f"plots/train_{role}/seed_{seed}.csv")["epoch"].tolist() == [1, 2]
+            assert (root / f"models/{role}/seed_{seed}.pt").is_file()
         confusion = pd.read_csv(root / f"plots/evaluate/confusion_{role}.csv")
-        assert len(confusion) == ev["n_test"]
+        assert len(confusion) == ev["n_test"] * len(SEEDS)  # every replicate's test predictions
     c = ev["comparison"]
+    diffs = [ev["resnet"]["per_replicate"][str(s)]["accuracy"] - ev["baseline"]["per_replicate"][str(s)]["accuracy"]
+             for s in SEEDS]
+    assert c["accuracy_diff_resnet_minus_baseline"] == pytest.approx(sum(diffs) / len(diffs))
     assert c["ci_low"] <= c["accuracy_diff_resnet_minus_baseline"] <= c["ci_high"]
-    assert c["accuracy_diff_resnet_minus_baseline"] == pytest.approx(ev["resnet"]["accuracy"]
-                                                                     - ev["baseline"]["accuracy"])
-    assert 0 < c["mcnemar_p_value"] <= 1
-    assert ev["champion"] in ("baseline", "resnet")
+    assert c["test_only_ci_high"] - c["test_only_ci_low"] <= c["ci_high"] - c["ci_low"]
+    assert c["resnet_better_in"] + c["baseline_better_in"] + c["ties"] == len(SEEDS)
+    assert 0 <= c["probability_of_improvement"] <= 1
+    curves = pd.read_csv(root / "plots/evaluate/learning_curves.csv")
+    assert curves["epoch"].tolist() == [1, 2] and not curves.isna().any().any()
     md = (root / "reports/comparison.md").read_text()
-    assert "paired-bootstrap CI" in md and "McNemar" in md
-    for fig in ("predictions.png", "comparison.png", "confusion_baseline.png", "confusion_resnet.png"):
+    assert "**Verdict:" in md and "Rule:" in md and "McNemar" in md and "ended by the cap" in md
+    assert md.count("| 1 |") >= 1 and "without the test split" in md
+    for fig in ("replicates.png", "learning_curves.png", "predictions.png", "confusion_baseline.png",
+                "confusion_resnet.png"):
         assert (root / "reports/figures" / fig).stat().st_size > 1000
     split = json.loads((root / "reports/split.json").read_text())
     test_paths = set(pd.read_csv(root / "artifacts/split/test.csv")["path"])
@@ -44,60 +77,112 @@ def test_outputs_and_metrics(pipeline_project):
     assert not test_paths & train_paths and split["sizes"]["test"] == ev["n_test"]
 
 
-def test_mlflow_records_every_stage(pipeline_project):
+def test_mlflow_groups_replicates_and_records_every_stage(pipeline_project):
     root = pipeline_project
-    client = client_for(root)
-    exp = client.get_experiment_by_name("reslab")
-    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert {"train_baseline", "train_resnet", "evaluate"} <= set(runs)
-    for role in ("baseline", "resnet"):
-        r = runs[f"train_{role}"]
-        assert r.data.tags["model"] == role and r.data.tags["git_commit"] and r.data.tags["data_dvc_md5"] != "untracked"
-        assert r.data.params["train.lr"] == "0.001" and r.data.params["data.image_size"] == "32"
+    client, runs = runs_of(root)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert not list((root / ".reslab/checkpoints").rglob("*.*")), "finished stages leave no resume state behind"
+    families = {r.data.tags["role"]: r for r in runs if r.data.tags.get("kind") == "family"}
+    assert set(families) == set(ROLES)
+    training = [r for r in runs if r.data.tags.get("stage", "").startswith("train_") and "seed" in r.data.tags]
+    assert len(training) == len(ROLES) * len(SEEDS)
+    keys = None
+    for r in training:
+        role, seed = r.data.tags["role"], int(r.data.tags["seed"])
+        assert r.data.tags["mlflow.parentRunId"] == families[role].info.run_id  # one parent per model family
+        assert r.info.run_name.startswith(f"train_{role} seed {seed} (")
+        assert r.data.tags["git_commit"] and r.data.tags["data_dvc_md5"] != "untracked"
+        assert r.data.tags["torch_version"] and r.data.tags["git_dirty"] in ("true", "false")
+        assert r.data.params["lr"] == "0.001" and r.data.params["image_size"] == "32"
+        assert r.data.params["seed"] == str(seed) and r.data.params["model"] == role
+        keys = set(r.data.params) if keys is None else keys
+        assert set(r.data.params) == keys, "both models log their settings under the same keys"
         for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s"):
             assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [1, 2]
         assert "test_accuracy" in r.data.metrics and "test_macro_f1" in r.data.metrics  # written by evaluate
         assert {d.dataset.name for d in r.inputs.dataset_inputs} == {"train", "val"}
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "figures")}
         assert {"figures/learning_curves.png", "figures/augmented_examples.png"} <= artifacts
-        assert [a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")] == [f"checkpoint/{role}.pt"]
-        info = json.loads((root / f"models/{role}.run.json").read_text())
+        info = json.loads((root / f"models/{role}/seed_{seed}.run.json").read_text())
         assert info["run_id"] == r.info.run_id and info["model_uri"].startswith("models:/")
+    evaluate = [r for r in runs if r.data.tags.get("stage") == "evaluate"]
+    assert len(evaluate) == 1
+    ev_run = evaluate[0]
+    assert {"baseline_test_accuracy_mean", "resnet_test_accuracy_mean", "ci_low", "ci_high",
+            "probability_of_improvement"} <= set(ev_run.data.metrics)
+    assert {d.dataset.name for d in ev_run.inputs.dataset_inputs} == {"test"}
+    assert {"figures/replicates.png", "figures/learning_curves.png"} <= {
+        a.path for a in client.list_artifacts(ev_run.info.run_id, "figures")}
+
+
+def test_champion_is_chosen_on_validation_only(pipeline_project):
+    root = pipeline_project
+    val = {role: {s: json.loads((root / f"metrics/train_{role}/seed_{s}.json").read_text()) for s in SEEDS}
+           for role in ROLES}
+    mean = {role: sum(m["best_val_accuracy"] for m in v.values()) / len(v) for role, v in val.items()}
+    family = max(ROLES, key=lambda r: (mean[r], -sum(m["best_val_loss"] for m in val[r].values())))
+    seed = max(SEEDS, key=lambda s: (val[family][s]["best_val_accuracy"], -val[family][s]["best_val_loss"], -s))
     ev = json.loads((root / "metrics/evaluate.json").read_text())
+    assert ev["champion"] == {"role": family, "seed": seed}
+    client = client_for(root)
     champion = client.get_model_version_by_alias("reslab-classifier", "champion")
-    assert champion.tags["source_run_id"] == runs[f"train_{ev['champion']}"].info.run_id
-    assert "figures/predictions.png" in {a.path for a in client.list_artifacts(runs["evaluate"].info.run_id,
-                                                                                "figures")}
+    info = json.loads((root / f"models/{family}/seed_{seed}.run.json").read_text())
+    assert champion.tags["source_run_id"] == info["run_id"]
 
 
 def test_second_repro_runs_nothing_and_dvc_reads_metrics_and_plots(pipeline_project):
     root = pipeline_project
     out = run(["dvc", "repro"], root)
     assert "Running stage" not in out.stdout and "up to date" in out.stdout
-    shown = json.loads(run(["dvc", "metrics", "show", "--json"], root).stdout)
-    flat = json.dumps(shown)
-    assert "metrics/evaluate.json" in flat and "metrics/train_resnet.json" in flat
+    flat = json.dumps(json.loads(run(["dvc", "metrics", "show", "--json"], root).stdout))
+    assert "metrics/evaluate.json" in flat and "metrics/train_resnet/seed_2.json" in flat
     run(["dvc", "plots", "show", "-o", str(root / "dvc_plots")], root)
     assert (root / "dvc_plots/index.html").stat().st_size > 0
 
 
 def test_each_stage_declares_only_the_params_it_reads(pipeline_project):
     root = pipeline_project
-    params = root / "params.yaml"
-    original = params.read_text()
-    try:
-        tree = yaml.safe_load(original)
-        tree["train_baseline"]["lr"] = 0.002
-        params.write_text(yaml.safe_dump(tree, sort_keys=False))
-        status = json.loads(run(["dvc", "status", "--json"], root).stdout)
-        assert set(status) == {"train_baseline"}  # not train_resnet; evaluate follows once baseline.pt changes
-        tree = yaml.safe_load(original)
+
+    def lr(tree):
+        tree["train_resnet"]["lr"] = 0.002
+
+    def bootstrap(tree):
         tree["evaluate"]["n_bootstrap"] = 500
-        params.write_text(yaml.safe_dump(tree, sort_keys=False))
-        status = json.loads(run(["dvc", "status", "--json"], root).stdout)
-        assert set(status) == {"evaluate"}
-    finally:
-        params.write_text(original)
+
+    # evaluate follows the ResNet replicates once their models change
+    assert status_after(root, lr) == {"train_resnet@1", "train_resnet@2"}
+    assert status_after(root, bootstrap) == {"evaluate"}
+
+
+def test_adding_a_seed_trains_only_its_models_and_removing_one_retrains_nothing(pipeline_project):
+    root = pipeline_project
+
+    def add(tree):
+        tree["replicates"]["seeds"] = [1, 2, 3]
+
+    def remove(tree):
+        tree["replicates"]["seeds"] = [1]
+
+    assert status_after(root, add) == {"train_baseline@3", "train_resnet@3", "evaluate"}
+    assert status_after(root, remove) == {"evaluate"}
+
+
+def test_an_experiment_does_not_move_the_champion(pipeline_project, tmp_path):
+    """`dvc exp run` (which sets DVC_EXP_NAME) evaluates and logs, but the @champion alias stays where it was."""
+    root = tmp_path / "exp"
+    shutil.copytree(pipeline_project, root, symlinks=True)
+    (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.reslab/\n/data\n/dvc_plots/\n")
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "pipeline"], root)
+    client = client_for(root)
+    before = client.get_model_version_by_alias("reslab-classifier", "champion").version
+    out = run(["dvc", "exp", "run", "-n", "probe", "-S", "evaluate.n_bootstrap=300"], root)
+    assert "Running stage 'evaluate'" in out.stdout and "train_" not in out.stdout.split("Running stage")[-1]
+    assert "not promoted: DVC experiment probe" in out.stdout
+    assert client.get_model_version_by_alias("reslab-classifier", "champion").version == before
+    _, runs = runs_of(root)
+    probe = [r for r in runs if r.data.tags.get("dvc_exp_name") == "probe"]
+    assert len(probe) == 1 and probe[0].data.tags["stage"] == "evaluate" and "(probe)" in probe[0].info.run_name
 
 
 def test_predict_with_the_champion(pipeline_project, tiny_images, tmp_path):
@@ -107,11 +192,15 @@ def test_predict_with_the_champion(pipeline_project, tiny_images, tmp_path):
     junk.write_text("not an image")
     proc = run(["reslab", "predict", str(image), str(junk), str(image)], root, check=False)
     assert proc.returncode == 1  # one file failed; the others were still classified
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(str(image))]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(str(image))]
     assert len(lines) == 2 and "%" in lines[0]
-    assert f"{junk}: error: not a readable image" in proc.stderr and "Traceback" not in proc.stderr
+    assert str(junk) in proc.stderr and "Traceback" not in proc.stderr
     folder = run(["reslab", "predict", str(tiny_images / "bald_baker"), "--model", "resnet", "--top", "2"], root)
-    assert folder.stdout.count("%") >= 2 * 3
+    assert folder.stdout.count("%") >= 2 * 3 and "models/resnet/seed_" in folder.stdout
+    one = run(["reslab", "predict", str(image), "--model", "baseline@2"], root)
+    assert "models/baseline/seed_2.pt" in one.stdout
+    missing = run(["reslab", "predict", str(image), "--model", "baseline@7"], root, check=False)
+    assert missing.returncode == 2 and "trained seeds of baseline: 1, 2" in missing.stderr
 
 
 def test_training_never_reads_the_test_split(prepared_project, tmp_path):
@@ -120,7 +209,7 @@ def test_training_never_reads_the_test_split(prepared_project, tmp_path):
     root = copy_project(prepared_project, tmp_path / "no_test")
     for f in root.glob("artifacts/prepared/test_*"):
         f.unlink()  # if training touched the test split, it would fail here
-    run(["reslab", "train", "baseline", "--no-progress"], root, env={"MLFLOW_TRACKING_URI":
-                                                                     f"sqlite:///{tmp_path / 'm.db'}"})
-    assert (root / "models/baseline.pt").is_file()
+    run(["reslab", "train", "baseline", "--seed", "1", "--no-progress"], root,
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"})
+    assert (root / "models/baseline/seed_1.pt").is_file()
     assert not (root / "mlflow.db").exists()  # an explicit MLFLOW_TRACKING_URI wins over the project default

@@ -1,8 +1,7 @@
-"""Smoke tests for reslab.plots: right axes count, PNG written via save_figure."""
+"""Tests for reslab.plots: right axes count, what each axes draws, PNG written via save_figure."""
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from reslab.plots import (
     comparison_bar,
@@ -10,6 +9,8 @@ from reslab.plots import (
     image_grid,
     learning_curves,
     prediction_figure,
+    replicate_learning_curves,
+    replicate_strip_plot,
     save_figure,
 )
 
@@ -37,8 +38,9 @@ def _history(n=6):
 
 def test_learning_curves(tmp_path):
     fig = learning_curves(_history(), title="baseline")
-    assert isinstance(fig, Figure)
     assert len(fig.axes) == 2
+    for ax in fig.axes:  # train, val and the best-epoch marker
+        assert [len(line.get_xdata()) for line in ax.lines] == [6, 6, 2]
     _save_ok(fig, tmp_path, "curves")
 
 
@@ -112,3 +114,104 @@ def test_comparison_bar(tmp_path):
 def test_comparison_bar_missing_key():
     with pytest.raises(ValueError, match="missing"):
         comparison_bar({"m": {"accuracy": 0.5}})
+
+
+def _gid(ax, gid):
+    """Artists of `ax` (lines and collections) with this gid."""
+    return [a for a in [*ax.lines, *ax.collections] if a.get_gid() == gid]
+
+
+def test_replicate_strip_plot(tmp_path):
+    a = np.array([0.71, 0.74, 0.69, 0.80, 0.77])
+    b = np.array([0.75, 0.74, 0.72, 0.78, 0.83])
+    fig = replicate_strip_plot(a, b, name_a="CNN", name_b="ResNet", difference_interval=(-0.01, 0.05),
+                               difference_label="95 % two-level bootstrap CI")
+    ax, ax_diff = fig.axes
+    pairs = _gid(ax, "pair")
+    assert len(pairs) == 5
+    assert [tuple(p.get_ydata()) for p in pairs] == list(zip(a, b))
+    assert [p.get_color() for p in pairs[:3]] == ["tab:green", "tab:gray", "tab:green"]
+    for name, scores in (("CNN", a), ("ResNet", b)):
+        (pts,) = _gid(ax, f"replicates:{name}")
+        np.testing.assert_allclose(pts.get_offsets()[:, 1], scores)
+        (mean,) = _gid(ax, f"mean:{name}")
+        assert mean.get_ydata()[0] == pytest.approx(scores.mean())
+    (diffs,) = _gid(ax_diff, "differences")
+    np.testing.assert_allclose(diffs.get_offsets()[:, 0], b - a)
+    assert _gid(ax_diff, "mean:difference")[0].get_xdata()[0] == pytest.approx((b - a).mean())
+    # The difference's error bar spans the given interval.
+    segs = [c for c in ax_diff.collections if c.get_gid() != "differences"][0].get_segments()
+    assert segs[0][:, 0].tolist() == pytest.approx([-0.01, 0.05])
+    assert "two-level" in " ".join(t.get_text() for t in ax_diff.get_legend().get_texts())
+    _save_ok(fig, tmp_path, "strip")
+
+
+def test_replicate_strip_plot_one_replicate_has_no_interval():
+    fig = replicate_strip_plot([0.7], [0.8])
+    ax, ax_diff = fig.axes
+    assert len(_gid(ax, "pair")) == 1
+    # A single replicate has no t-interval: the scatters and mean markers, but no error bars.
+    assert len(ax.collections) == 2 and len(ax_diff.collections) == 1
+    assert len(replicate_strip_plot([0.7, 0.8], [0.8, 0.8]).axes[0].collections) == 4
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(scores_a=[0.7, 0.8], scores_b=[0.7]), "same length"),
+    (dict(scores_a=[0.7, float("nan")], scores_b=[0.7, 0.8]), "finite"),
+    (dict(scores_a=[0.7], scores_b=[0.8], interval_a=(0.9, 0.1)), "low <= high"),
+    (dict(scores_a=[0.7], scores_b=[0.8], replicate_labels=["a", "b"]), "label"),
+])
+def test_replicate_strip_plot_rejects_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        replicate_strip_plot(**kw)
+
+
+def _replicate_histories(lengths, offset=0.0):
+    return [[{"epoch": e, "val_accuracy": 0.5 + 0.04 * e + offset + 0.01 * r, "val_loss": 1.5 - 0.1 * e - offset}
+             for e in range(1, n + 1)] for r, n in enumerate(lengths)]
+
+
+def test_replicate_learning_curves_ragged_histories(tmp_path):
+    runs = {"CNN": _replicate_histories([5, 3, 4]), "ResNet": _replicate_histories([6, 6], offset=0.05)}
+    fig = replicate_learning_curves(runs, title="replicates")
+    assert len(fig.axes) == 2
+    ax_acc, ax_loss = fig.axes
+    for ax in fig.axes:
+        assert len(ax.lines) == 2 and len(ax.collections) == 4  # per model: mean line; band, stop crosses
+        for artist in ax.lines:
+            assert np.isfinite(artist.get_ydata()).all()
+        for band in (_gid(ax, "band:CNN")[0], _gid(ax, "band:ResNet")[0]):
+            assert np.isfinite(band.get_paths()[0].vertices).all()
+    (cnn,) = _gid(ax_acc, "mean:CNN")
+    assert cnn.get_xdata().tolist() == [1, 2, 3, 4, 5]
+    # Epoch 5: only replicate 0 still trains, so the mean is its value; epochs 1-3 average all three.
+    assert cnn.get_ydata()[4] == pytest.approx(0.5 + 0.2)
+    assert cnn.get_ydata()[0] == pytest.approx(0.54 + 0.01)
+    assert len(_gid(ax_acc, "mean:ResNet")[0].get_xdata()) == 6
+    assert len(_gid(ax_loss, "stops:CNN")[0].get_offsets()) == 3
+    assert _gid(ax_loss, "stops:CNN")[0].get_offsets()[:, 0].tolist() == [5, 3, 4]
+    assert "still training at each epoch" in fig.get_suptitle()
+    _save_ok(fig, tmp_path, "replicate_curves")
+
+
+def test_replicate_learning_curves_minmax_band_and_nan_epochs():
+    hist = _replicate_histories([3, 3])
+    hist[1][0]["val_loss"] = float("nan")  # a diverged epoch is left out of the mean and band
+    fig = replicate_learning_curves({"CNN": hist}, band="minmax")
+    ax_acc, ax_loss = fig.axes
+    verts = _gid(ax_acc, "band:CNN")[0].get_paths()[0].vertices
+    assert verts[:, 1].min() == pytest.approx(0.54) and verts[:, 1].max() == pytest.approx(0.63)
+    loss = _gid(ax_loss, "mean:CNN")[0].get_ydata()
+    assert np.isfinite(loss).all() and loss[0] == pytest.approx(1.4)
+    assert "min-max" in fig.get_suptitle()
+
+
+@pytest.mark.parametrize("runs, kw, match", [
+    ({}, {}, "at least one model"),
+    ({"CNN": []}, {}, "at least one replicate"),
+    ({"CNN": [[{"epoch": 1, "val_accuracy": 0.5}]]}, {}, "val_loss"),
+    ({"CNN": _replicate_histories([2])}, {"band": "iqr"}, "band"),
+])
+def test_replicate_learning_curves_rejects_bad_input(runs, kw, match):
+    with pytest.raises(ValueError, match=match):
+        replicate_learning_curves(runs, **kw)

@@ -68,3 +68,24 @@ def test_stratified_fractions_and_fixed_test_count():
 def test_a_class_too_small_for_the_split_is_a_clear_error():
     with pytest.raises(DataError, match="class 'c1' has 25 images: too few for 20 test"):
         split(manifest(dup_groups=0), test_per_class=20)
+
+
+def test_a_byte_duplicate_under_two_classes_stays_in_one_split():
+    # The same file under two class folders (a label conflict the filter stage reports): the splitter keeps
+    # both rows, and puts them in the split drawn for the first class so the bytes never cross splits.
+    df = manifest(dup_groups=0)
+    twin = {"label": "c1", "path": "data/c1/twin.jpg", "sha256": "s0-7", "pixel_hash": "p0-7"}
+    df = pd.concat([df, pd.DataFrame([twin])], ignore_index=True)
+    homes_by_seed = []
+    for seed in range(12):
+        parts, report = split(df, seed=seed)
+        homes = [name for name, rows in parts.items() if "p0-7" in set(rows["pixel_hash"])]
+        assert len(homes) == 1
+        rows = parts[homes[0]]
+        assert sorted(rows.loc[rows["pixel_hash"] == "p0-7", "label"]) == ["c0", "c1"]
+        homes_by_seed.append(homes[0])
+        assert report["n_byte_identical_pairs"] == 1 and report["n_duplicate_groups"] == 1
+        assert report["per_class"]["c1"] == {k: int((parts[k]["label"] == "c1").sum()) for k in parts}
+        shuffled, _ = split(df.sample(frac=1, random_state=seed), seed=seed)
+        assert all(parts[k]["path"].tolist() == shuffled[k]["path"].tolist() for k in parts)
+    assert {"test", "train"} <= set(homes_by_seed)  # the seeds exercise both a held-out and the train split

@@ -1,16 +1,27 @@
-"""Tests for reslab.statistics; expected values are worked out by hand."""
+"""Tests for reslab.statistics: expected values worked out by hand, and checks against scipy."""
 
 import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
+from reslab import statistics as st
 from reslab.statistics import (
+    VERDICT_RULE,
     accuracy_ci,
     classification_report,
+    compare_replicates,
+    comparison_verdict,
     confusion_matrix,
+    hierarchical_bootstrap_diff,
     mcnemar_exact,
+    minimum_detectable_effect,
     paired_bootstrap_diff,
+    probability_of_improvement,
+    replicate_mcnemar,
+    replicate_summary,
+    sign_count,
 )
 
 # Hand example shared by the confusion-matrix and report tests.
@@ -84,22 +95,6 @@ def test_bootstrap_b_better_excludes_zero():
     assert res["ci_low"] > 0
 
 
-def test_bootstrap_ci_contains_diff_and_is_ordered():
-    a, b = _pair(300, 0.6, 0.65, seed=7)
-    res = paired_bootstrap_diff(a, b, n_resamples=2000, confidence=0.9, seed=5)
-    assert res["ci_low"] <= res["diff"] <= res["ci_high"]
-    assert res["ci_low"] < res["ci_high"]
-
-
-def test_bootstrap_deterministic_given_seed():
-    a, b = _pair(400, 0.6, 0.65, seed=2)
-    r1 = paired_bootstrap_diff(a, b, n_resamples=1000, seed=11)
-    r2 = paired_bootstrap_diff(a, b, n_resamples=1000, seed=11)
-    r3 = paired_bootstrap_diff(a, b, n_resamples=1000, seed=12)
-    assert r1 == r2
-    assert (r1["ci_low"], r1["ci_high"]) != (r3["ci_low"], r3["ci_high"])
-
-
 def test_bootstrap_accepts_int_01():
     a = np.array([1, 0, 1, 1])
     b = np.array([1, 1, 1, 1])
@@ -154,7 +149,15 @@ def test_wilson_extremes_stay_in_unit_interval():
     l95, h95 = accuracy_ci(np.array([True] * 8 + [False] * 2), 0.95)
     l99, h99 = accuracy_ci(np.array([True] * 8 + [False] * 2), 0.99)
     assert l99 < l95 and h99 > h95
-    assert not math.isnan(l99)
+
+
+@pytest.mark.parametrize("k, n, conf", [(8, 10, 0.95), (0, 7, 0.9), (599, 600, 0.99), (301, 600, 0.95)])
+def test_wilson_matches_the_textbook_formula(k, n, conf):
+    # Wilson (1927): (p + z^2/2n +/- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)
+    p, z = k / n, stats.norm.ppf(0.5 + conf / 2)
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low, high = accuracy_ci(np.arange(n) < k, conf)
+    assert (low, high) == pytest.approx(((centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)))
 
 
 @pytest.mark.parametrize(
@@ -174,8 +177,224 @@ def test_wilson_extremes_stay_in_unit_interval():
         (lambda: mcnemar_exact(np.ones((2, 2), bool), np.ones((2, 2), bool)), "1-D"),
         (lambda: accuracy_ci(np.array([], bool)), "non-empty"),
         (lambda: accuracy_ci(np.array([True]), confidence=0.0), "confidence"),
+        (lambda: hierarchical_bootstrap_diff(np.ones(3, bool), np.ones(3, bool)), "2-D"),
+        (lambda: hierarchical_bootstrap_diff(np.ones((2, 3), bool), np.ones((3, 3), bool)), "same shape"),
+        (lambda: hierarchical_bootstrap_diff(np.ones((2, 3)), np.ones((2, 3)) * 2), "boolean"),
+        (lambda: hierarchical_bootstrap_diff(np.ones((2, 3), bool), np.ones((2, 3), bool), levels="x"), "levels"),
+        (lambda: probability_of_improvement([0.5], [0.5, 0.6]), "same length"),
+        (lambda: replicate_summary([0.5, float("nan")]), "finite"),
+        (lambda: comparison_verdict(0.1, -0.1, [0.0, 0.1]), "ci_low"),
     ],
 )
 def test_invalid_inputs_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---- paired bootstrap: the CI's width against scipy and the analytic standard error ----
+
+def _ci(res):
+    return res["ci_low"], res["ci_high"]
+
+
+def _width(lo_hi):
+    return lo_hi[1] - lo_hi[0]
+
+
+def _analytic_half_width(a, b, conf=0.95):
+    """z * SE of a paired difference of proportions: SE^2 = (p01 + p10 - (p01 - p10)^2) / n."""
+    p01, p10 = np.mean(~a & b), np.mean(a & ~b)
+    return stats.norm.ppf(0.5 + conf / 2) * math.sqrt((p01 + p10 - (p01 - p10) ** 2) / a.size)
+
+
+def test_bootstrap_ci_width_matches_scipy_paired_and_the_analytic_se():
+    a, b = _pair(600, 0.72, 0.78, seed=9)
+    ours = paired_bootstrap_diff(a, b, n_resamples=5000, seed=1)
+    ref = stats.bootstrap((b.astype(float), a.astype(float)), lambda x, y, axis: x.mean(axis) - y.mean(axis),
+                          paired=True, vectorized=True, n_resamples=5000, method="percentile",
+                          confidence_level=0.95, rng=np.random.default_rng(2)).confidence_interval
+    width = _width(_ci(ours))
+    assert width == pytest.approx(_width(ref), rel=0.08)
+    assert width == pytest.approx(2 * _analytic_half_width(a, b), rel=0.08)
+    assert (ours["ci_low"] + ours["ci_high"]) / 2 == pytest.approx(ours["diff"], abs=0.01)
+
+
+# ---- replicated comparison: summaries, two-level bootstrap, probability of improvement, verdict ----
+
+def _replicates(r=10, n=600, spread=0.06, acc_a=0.75, acc_b=0.78, seed=0):
+    """(R, N) correctness matrices whose per-replicate accuracy varies by `spread` (training variance)."""
+    rng = np.random.default_rng(seed)
+    skill = rng.normal(0, spread, size=(2, r, 1))
+    u = rng.random((r, n))  # shared per-image difficulty couples the two models' errors
+    return u < acc_a + skill[0], np.where(rng.random((r, n)) < 0.5, u, rng.random((r, n))) < acc_b + skill[1]
+
+
+def test_replicate_summary_matches_scipy_t_interval():
+    x = np.array([0.71, 0.74, 0.69, 0.80, 0.77])
+    s = replicate_summary(x, confidence=0.9)
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.9)
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert s == pytest.approx({"n": 5, "mean": x.mean(), "sd": x.std(ddof=1), "ci_low": ci.low,
+                               "ci_high": ci.high, "min": 0.69, "max": 0.80})
+
+
+def test_replicate_summary_one_replicate_and_zero_spread():
+    one = replicate_summary([0.8])
+    assert one["mean"] == 0.8 and one["min"] == one["max"] == 0.8
+    assert math.isnan(one["sd"]) and math.isnan(one["ci_low"]) and math.isnan(one["ci_high"])
+    flat = replicate_summary([0.5, 0.5, 0.5])
+    assert (flat["sd"], flat["ci_low"], flat["ci_high"]) == (0.0, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("levels", st.BOOTSTRAP_LEVELS)
+def test_hierarchical_bootstrap_known_answers(levels):
+    a, _ = _replicates(r=4, n=50)
+    same = hierarchical_bootstrap_diff(a, a.copy(), n_resamples=300, levels=levels)
+    assert (same["diff"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
+    wrong = np.zeros((4, 50), bool)
+    all_b = hierarchical_bootstrap_diff(wrong, ~wrong, n_resamples=300, levels=levels)
+    assert (all_b["diff"], all_b["ci_low"], all_b["ci_high"]) == (1.0, 1.0, 1.0)
+    assert (all_b["n_replicates"], all_b["n_test"], all_b["levels"]) == (4, 50, levels)
+
+
+def test_hierarchical_bootstrap_fills_every_chunk(monkeypatch):
+    monkeypatch.setattr(st.replicated, "_CHUNK_ELEMENTS", 50)  # 5 resamples per chunk for N = 10
+    wrong = np.zeros((3, 10), bool)
+    res = hierarchical_bootstrap_diff(wrong, ~wrong, n_resamples=23)
+    assert (res["ci_low"], res["ci_high"], res["se"]) == (1.0, 1.0, 0.0)
+
+
+def test_hierarchical_bootstrap_images_level_is_the_paired_bootstrap():
+    a, b = _pair(600, 0.7, 0.76, seed=5)
+    one = hierarchical_bootstrap_diff(a[None], b[None], n_resamples=5000, levels="images")
+    single = paired_bootstrap_diff(a, b, n_resamples=5000)
+    assert one["diff"] == single["diff"]
+    assert _width(_ci(one)) == pytest.approx(2 * _analytic_half_width(a, b), rel=0.08)
+    assert _width(_ci(one)) == pytest.approx(
+        _width(_ci(single)), rel=0.08)
+
+
+def test_hierarchical_bootstrap_replicates_level_matches_scipy_on_the_replicate_differences():
+    a, b = _replicates(r=12, spread=0.05)
+    res = hierarchical_bootstrap_diff(a, b, n_resamples=5000, levels="replicates")
+    diffs = b.mean(1) - a.mean(1)
+    ref = stats.bootstrap((diffs,), np.mean, n_resamples=5000, method="percentile",
+                          rng=np.random.default_rng(0)).confidence_interval
+    assert res["diff"] == pytest.approx(diffs.mean())
+    assert _width(_ci(res)) == pytest.approx(_width(ref), rel=0.1)
+
+
+def test_two_level_ci_is_wider_than_test_sampling_alone_only_when_replicates_vary():
+    a, b = _replicates(spread=0.06)
+    both = hierarchical_bootstrap_diff(a, b, n_resamples=4000)
+    images = hierarchical_bootstrap_diff(a, b, n_resamples=4000, levels="images")
+    assert both["diff"] == images["diff"] == pytest.approx(np.mean(b.mean(1) - a.mean(1)))
+    assert both["ci_low"] < both["diff"] < both["ci_high"]
+    assert _width(_ci(both)) > 1.5 * _width(_ci(images))
+    # Identical replicates: no training variance, so both levels give the test-sampling interval.
+    a1, b1 = np.repeat(a[:1], 10, 0), np.repeat(b[:1], 10, 0)
+    w_both = _width(_ci(hierarchical_bootstrap_diff(a1, b1, n_resamples=4000)))
+    w_images = _width(_ci(hierarchical_bootstrap_diff(a1, b1, n_resamples=4000, levels="images")))
+    assert w_both == pytest.approx(w_images, rel=0.08)
+
+
+def test_replicated_statistics_are_deterministic_under_the_seed():
+    a, b = _replicates(r=5, n=200)
+    acc_a, acc_b = a.mean(1), b.mean(1)
+    for fn, args in ((paired_bootstrap_diff, (a[0], b[0])), (hierarchical_bootstrap_diff, (a, b)),
+                     (probability_of_improvement, (acc_a, acc_b))):
+        r1, r2, r3 = fn(*args, n_resamples=500, seed=3), fn(*args, n_resamples=500, seed=3), \
+            fn(*args, n_resamples=500, seed=4)
+        assert r1 == r2
+        assert _ci(r1) != _ci(r3)
+    assert compare_replicates(a, b, n_resamples=200, seed=1) == compare_replicates(a, b, n_resamples=200, seed=1)
+
+
+def test_probability_of_improvement_is_mann_whitney_u_over_nm():
+    rng = np.random.default_rng(4)
+    acc_a, acc_b = rng.integers(70, 80, 9) / 100, rng.integers(72, 82, 9) / 100  # with ties
+    res = probability_of_improvement(acc_a, acc_b, n_resamples=2000)
+    u = stats.mannwhitneyu(acc_b, acc_a, alternative="two-sided").statistic
+    assert res["probability"] == pytest.approx(u / 81)
+    assert 0.0 <= res["ci_low"] <= res["ci_high"] <= 1.0 and res["ci_low"] < res["ci_high"]
+    loss = probability_of_improvement(-acc_a, -acc_b, higher_is_better=False, n_resamples=10)
+    assert loss["probability"] == pytest.approx(res["probability"])
+
+
+def test_probability_of_improvement_known_answers():
+    a, b = np.array([0.6, 0.7, 0.65]), np.array([0.8, 0.9, 0.85])
+    assert _ci(probability_of_improvement(a, b, n_resamples=200)) == (1.0, 1.0)
+    assert probability_of_improvement(a, b, n_resamples=20)["probability"] == 1.0
+    assert probability_of_improvement(b, a, n_resamples=20)["probability"] == 0.0
+    assert probability_of_improvement(a, a, n_resamples=20)["probability"] == 0.5
+    # S(x, y) = 1/2 on ties: b beats a in 2 pairs, ties in 2 of 4 -> (2 + 1) / 4
+    assert probability_of_improvement([0.5, 0.7], [0.5, 0.7], n_resamples=20)["probability"] == 0.5
+    assert probability_of_improvement([0.5, 0.5], [0.5, 0.7], n_resamples=20)["probability"] == 0.75
+
+
+def test_sign_count_and_per_replicate_mcnemar():
+    assert sign_count([0.7, 0.8, 0.6, 0.5], [0.75, 0.8, 0.55, 0.9]) == \
+        {"n": 4, "n_b_better": 2, "n_a_better": 1, "n_ties": 1}
+    assert sign_count([1.0, 2.0], [0.5, 2.5], higher_is_better=False)["n_b_better"] == 1
+    a, b = _replicates(r=3, n=100)
+    rows = replicate_mcnemar(a, b)
+    assert [r["replicate"] for r in rows] == [0, 1, 2]
+    assert all(rows[k] == {"replicate": k, **mcnemar_exact(a[k], b[k])} for k in range(3))
+
+
+def test_minimum_detectable_effect_formula_and_power():
+    d = np.array([0.02, -0.03, 0.05, 0.01, -0.01, 0.04, 0.00, 0.03, -0.02, 0.06])
+    n, sd = d.size, d.std(ddof=1)
+    t_sum = stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)
+    mde = minimum_detectable_effect(d)
+    assert mde == pytest.approx(t_sum * sd / math.sqrt(n))
+    # The two-sided paired t-test at the MDE has ~80 % power (noncentral t, scipy.stats.nct).
+    crit, nc = stats.t.ppf(0.975, n - 1), mde * math.sqrt(n) / sd
+    assert stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) == pytest.approx(0.8, abs=0.01)
+    assert math.isnan(minimum_detectable_effect([0.1])) and minimum_detectable_effect([0.1, 0.1]) == 0.0
+
+
+DIFFS = [0.01, 0.03, -0.01, 0.02]
+
+
+@pytest.mark.parametrize("ci, label, winner", [
+    ((0.0, 0.05), "no detectable difference with 4 replicates", None),   # touches 0
+    ((-0.05, 0.0), "no detectable difference with 4 replicates", None),  # touches 0
+    ((-0.01, 0.03), "no detectable difference with 4 replicates", None),
+    ((1e-9, 0.05), "ResNet better", "ResNet"),
+    ((-0.05, -1e-9), "CNN better", "CNN"),
+])
+def test_verdict_rule_at_its_boundaries(ci, label, winner):
+    v = comparison_verdict(*ci, DIFFS, name_a="CNN", name_b="ResNet")
+    assert (v["label"], v["winner"], v["n_replicates"]) == (label, winner, 4)
+    assert v["rule"] == VERDICT_RULE and "touches 0" in VERDICT_RULE
+    assert v["mean_difference"] == pytest.approx(np.mean(DIFFS))
+    assert v["minimum_detectable_effect"] == pytest.approx(minimum_detectable_effect(DIFFS))
+    assert f"{v['minimum_detectable_effect']:.3f}" in v["sentence"]
+    assert ("includes 0" in v["sentence"]) == (winner is None)
+
+
+def test_verdict_with_one_replicate_and_with_zero_spread():
+    one = comparison_verdict(-0.02, 0.04, [0.01])
+    assert one["label"] == "no detectable difference with 1 replicate"
+    assert math.isnan(one["minimum_detectable_effect"])
+    assert "no estimate of training variance" in one["sentence"]
+    flat = comparison_verdict(0.01, 0.05, [0.03, 0.03, 0.03])
+    assert flat["label"] == "B better" and flat["minimum_detectable_effect"] == 0.0
+    assert "sd 0" in flat["sentence"]
+    assert "99 %" in comparison_verdict(-0.1, 0.1, DIFFS, confidence=0.99)["rule"]
+
+
+def test_compare_replicates_assembles_consistent_results():
+    a, b = _replicates(r=6, n=300)
+    res = compare_replicates(a, b, name_a="CNN", name_b="ResNet", n_resamples=1000)
+    diffs = b.mean(1) - a.mean(1)
+    assert (res["n_replicates"], res["n_test"]) == (6, 300)
+    assert res["differences"] == pytest.approx(diffs.tolist())
+    assert res["bootstrap"]["diff"] == pytest.approx(diffs.mean()) == res["summary_difference"]["mean"]
+    assert res["bootstrap"]["levels"] == "both" and res["bootstrap_test_only"]["levels"] == "images"
+    assert res["summary_a"]["mean"] == pytest.approx(a.mean())
+    assert res["sign_count"] == sign_count(a.mean(1), b.mean(1)) and len(res["mcnemar"]) == 6
+    v = res["verdict"]
+    assert v == comparison_verdict(res["interval"]["ci_low"], res["interval"]["ci_high"], diffs,
+                                   name_a="CNN", name_b="ResNet")

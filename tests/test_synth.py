@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
 
 import pytest
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from reslab.data import synth
+from reslab.data.synth.character import ACCESSORIES, HAIR_BEHIND, HAIR_IN_FRONT, draw_character
+from reslab.data.synth.pen import HEAD_SHAPES, Pen
 
 SCALE = 0.06
 
@@ -179,3 +183,32 @@ def test_nuisance_override_changes_output_and_rejects_unknown(tmp_path):
     assert data != synth.render_image(0, 0, 0)
     with Image.open(BytesIO(data)) as img:
         img.load()
+
+
+def test_catalogue_only_names_known_drawers():
+    for spec in synth.CLASSES:
+        assert spec.head in HEAD_SHAPES, spec.name
+        assert spec.hair == "none" or spec.hair in HAIR_BEHIND or spec.hair in HAIR_IN_FRONT, spec.name
+        assert set(spec.accessories) <= ACCESSORIES, spec.name
+    used = {a for spec in synth.CLASSES for a in spec.accessories}
+    assert used == ACCESSORIES  # no drawer without a class that wears it
+
+
+def _drawn(spec: synth.Character) -> bytes:
+    img = Image.new("RGB", (120, 200), (255, 255, 255))
+    draw_character(Pen(ImageDraw.Draw(img), 60, 80, 25, 0.0, False), spec, random.Random(0), synth.NUISANCE)
+    return img.tobytes()
+
+
+_PLAIN = synth.Character("plain", "circle", (200, 200, 200), "none", (90, 60, 30), (100, 100, 100),
+                         acc_color=(10, 200, 10), beard_color=(200, 10, 10))
+
+
+@pytest.mark.parametrize("name", sorted(ACCESSORIES))
+def test_every_accessory_drawer_draws(name):
+    assert _drawn(replace(_PLAIN, accessories=(name,))) != _drawn(_PLAIN)
+
+
+@pytest.mark.parametrize("style", sorted(set(HAIR_BEHIND) | set(HAIR_IN_FRONT)))
+def test_every_hair_style_draws(style):
+    assert _drawn(replace(_PLAIN, hair=style)) != _drawn(_PLAIN)

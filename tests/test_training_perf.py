@@ -13,14 +13,15 @@ import torch
 from PIL import Image
 from scipy import stats
 
-from reslab import training
-from reslab.config import AugmentConfig, ConfigError
+from reslab import hardware
+from reslab.config import AugmentConfig, ConfigError, TrainConfig
 from reslab.data import prepared
 from reslab.data.augment import BatchAugment, affine_grid, study_transforms
 from reslab.data.prepared import ImageArrays, load_prepared, prepare_split
 from reslab.models import create_model
 from reslab.training import (ArrayLoader, DivergedError, Precision, default_threads, fit, resolve_precision,
-                             to_input, train_one_epoch)
+                             setup_runtime, to_input, train_one_epoch)
+from reslab.training import runtime
 
 CPU = torch.device("cpu")
 
@@ -44,12 +45,12 @@ ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
 @pytest.mark.parametrize("text, native", [(X86_BF16, True), (X86_AVX512_NO_BF16, False), (ARM_BF16, True),
                                           ("processor\t: 0\n", False), ("", False)])
 def test_native_bf16_is_read_from_the_cpu_flags(text, native):
-    assert training._native_bf16_in_cpuinfo(text) is native
+    assert hardware._native_bf16_in_cpuinfo(text) is native
 
 
 @pytest.mark.parametrize("native, name, dtype", [(True, "bf16", torch.bfloat16), (False, "fp32", None)])
 def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, native, name, dtype):
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native)
     p = resolve_precision("auto", CPU)
     assert (p.name, p.dtype, p.device) == (name, dtype, CPU)
     assert p.channels_last is torch.backends.mkldnn.is_available()  # oneDNN convolutions are NHWC-native
@@ -92,8 +93,8 @@ def test_to_input_scales_and_lays_out_in_one_pass():
 @pytest.mark.parametrize("cores, workers, threads", [(8, 1, 8), (8, 2, 4), (8, 3, 2), (2, 2, 1), (2, 4, 1),
                                                      (2, 0, 2), (1, 1, 1)])
 def test_default_threads_never_oversubscribe(monkeypatch, cores, workers, threads):
-    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    monkeypatch.setattr(training, "_cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(hardware, "_cgroup_cpu_limit", lambda: None)
     assert default_threads(workers) == threads
     assert default_threads(workers) * max(1, workers) <= max(cores, max(1, workers))
 
@@ -101,17 +102,32 @@ def test_default_threads_never_oversubscribe(monkeypatch, cores, workers, thread
 @pytest.mark.parametrize("num_threads, workers, warns", [(0, 2, False), (1, 2, False), (2, 1, False), (2, 2, True),
                                                          (3, 1, True)])
 def test_explicit_threads_that_oversubscribe_are_named(monkeypatch, num_threads, workers, warns):
-    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(training, "_cgroup_cpu_limit", lambda: None)
-    warning = training.oversubscription(num_threads, workers)
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(hardware, "_cgroup_cpu_limit", lambda: None)
+    warning = hardware.oversubscription(num_threads, workers)
     assert (warning is not None) == warns
     if warns:
         assert f"train.num_threads {num_threads} x {workers} worker(s)" in warning and "2 cores" in warning
 
 
+def test_setup_runtime_sets_threads_device_and_precision_and_names_oversubscription(monkeypatch, capsys):
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(hardware, "_cgroup_cpu_limit", lambda: None)
+    before = torch.get_num_threads()
+    try:
+        p = setup_runtime(TrainConfig(num_threads=0, precision="fp32", device="cpu"), workers=2, who="tune")
+        assert torch.get_num_threads() == 1 and (p.name, p.device, p.dtype) == ("fp32", CPU, None)
+        assert capsys.readouterr().err == ""
+        setup_runtime(TrainConfig(num_threads=2, precision="bf16", device="cpu"), workers=2, who="tune")
+        assert torch.get_num_threads() == 2
+        assert "tune: warning: train.num_threads 2 x 2 worker(s) = 4 threads on 2 cores" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_default_threads_respects_a_container_cpu_quota(monkeypatch):
-    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    monkeypatch.setattr(training, "_cgroup_cpu_limit", lambda: 2)
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(hardware, "_cgroup_cpu_limit", lambda: 2)
     assert default_threads() == 2 and default_threads(2) == 1
 
 
@@ -127,9 +143,9 @@ def test_cgroup_cpu_quota_is_parsed(tmp_path, monkeypatch, files, limit):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    real_path = training.Path
-    monkeypatch.setattr(training, "Path", lambda p: real_path(str(p).replace("/sys/fs/cgroup", str(tmp_path))))
-    assert training._cgroup_cpu_limit() == limit
+    real_path = hardware.Path
+    monkeypatch.setattr(hardware, "Path", lambda p: real_path(str(p).replace("/sys/fs/cgroup", str(tmp_path))))
+    assert hardware._cgroup_cpu_limit() == limit
 
 
 # ----------------------------------------------------------------------------- ArrayLoader
@@ -324,9 +340,9 @@ def test_compiled_training_learns_resumes_and_keeps_parameter_names(tmp_path):
 
 
 def test_compile_without_a_cpp_compiler_is_a_clear_config_error(monkeypatch):
-    monkeypatch.setattr(training.shutil, "which", lambda name: None)
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match=r"train.compile .* no C\+\+ compiler .* train.compile: false"):
-        training.compile_model(torch.nn.Linear(2, 2), CPU)
+        runtime.compile_model(torch.nn.Linear(2, 2), CPU)
 
 
 def test_fp16_trains_with_a_grad_scaler():

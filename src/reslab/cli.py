@@ -39,28 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(sub.add_parser(name, help=help_))
     train = sub.add_parser("train", help="train one model (stage train_<role>)")
     train.add_argument("role", choices=["baseline", "resnet"], help="which training stage: params section train_ROLE")
+    train.add_argument("--seed", type=int, default=None,
+                       help="training seed of the replicate (stage train_ROLE@SEED); default: every seed of "
+                            "replicates.seeds in turn")
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(train)
 
     predict = sub.add_parser("predict", help="classify images with the champion (or a named) model")
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
     predict.add_argument("--model", default="champion",
-                         help="'champion' (MLflow registry alias), a role (baseline, resnet) or a model file path")
+                         help="'champion' (MLflow registry alias), a role (baseline, resnet: its best-validation "
+                              "replicate), ROLE@SEED for one replicate, or a model file path")
     predict.add_argument("--top", type=int, default=3, help="classes to show per image")
     _add_common(predict)
 
     report = sub.add_parser("report", help="print the comparison table and how to open MLflow")
     _add_common(report)
 
-    tune = sub.add_parser("tune", help="Optuna sweep over augmentation and ResNet depth/width (params: tune)")
+    tune = sub.add_parser("tune", help="Optuna sweep of one model's training section (params: tune)")
+    tune.add_argument("--role", choices=["baseline", "resnet"], default="resnet",
+                      help="the model tuned: its study, tune.search_space.ROLE and params section train_ROLE "
+                           "(default resnet); both get the same budget and objective")
     tune.add_argument("--storage", default=None,
                       help="Optuna storage URL (postgresql://..., sqlite:///...) or a journal file path; default: "
                            "the journal file tuning/optuna-journal.log")
     tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     tune.add_argument("--n-trials", type=int, default=None, help="override tune.n_trials")
-    tune.add_argument("--study-name", default=None, help="override tune.study_name")
+    tune.add_argument("--study-name", default=None, help="override tune.study_name ({role} is the role)")
     tune.add_argument("--apply", action="store_true",
-                      help="write the best trial's params into params.yaml (no tuning)")
+                      help="write the role's best trial into train_ROLE of params.yaml (no tuning)")
     tune.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(tune)
     return parser
@@ -89,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "train":
         from .stages import train as stage
 
-        stage.main(root, params, args.role, progress=not args.no_progress)
+        stage.main(root, params, args.role, seed=args.seed, progress=not args.no_progress)
     elif args.command == "evaluate":
         from .stages import evaluate as stage
 
@@ -105,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "tune":
         from .tuning import main as tune_main
 
-        return tune_main(root, args)
+        return tune_main(root, params, role=args.role, n_trials=args.n_trials, study_name=args.study_name,
+                         workers=args.workers, storage=args.storage, apply=args.apply,
+                         progress=not args.no_progress)
     return 0
 
 

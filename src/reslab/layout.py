@@ -59,14 +59,19 @@ class Layout:
     def tuning(self) -> Path:
         return self.root / "tuning"
 
-    def model_file(self, role: str) -> Path:
-        return self.models / f"{role}.pt"
+    # One model per (role, training seed): the replicated study (params `replicates.seeds`).
 
-    def train_metrics(self, role: str) -> Path:
-        return self.metrics / f"train_{role}.json"
+    def replicate_model(self, role: str, seed: int) -> Path:
+        return self.models / role / f"seed_{seed}.pt"
 
-    def history(self, role: str) -> Path:
-        return self.plots / f"train_{role}" / "history.csv"
+    def replicate_run_info(self, role: str, seed: int) -> Path:
+        return self.models / role / f"seed_{seed}.run.json"
 
-    def run_info(self, role: str) -> Path:
-        return self.models / f"{role}.run.json"
+    def replicate_metrics(self, role: str, seed: int) -> Path:
+        return self.metrics / f"train_{role}" / f"seed_{seed}.json"
+
+    def replicate_history(self, role: str, seed: int) -> Path:
+        return self.plots / f"train_{role}" / f"seed_{seed}.csv"
+
+    def replicate_checkpoint(self, role: str, seed: int) -> Path:
+        return self.checkpoints / f"train_{role}" / f"seed_{seed}.pt"

@@ -15,14 +15,17 @@ import pandas as pd
 from PIL import Image
 
 from .errors import DataError
+from .images import to_rgb
 
 
 def load_resized(path: str, image_size: int) -> np.ndarray:
-    """Decode one image as RGB and resize it to (image_size, image_size, 3) uint8, ignoring aspect (the study)."""
+    """Decode one image as the filter did (`images.to_rgb`: upright, 8-bit RGB) and resize it to
+    (image_size, image_size, 3) uint8, ignoring aspect (the study)."""
     with Image.open(path) as img:
-        img.draft("RGB", (image_size, image_size))  # JPEG: let libjpeg decode at a reduced scale when it can
-        rgb = img.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+        # JPEG: libjpeg decodes at a reduced scale when it can; EXIF orientation is applied before the resize
+        rgb, _ = to_rgb(img, draft_size=(image_size, image_size))
+        resized = rgb.resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
 
 
 def _fill_rows(args: tuple[str, list[str], int, int]) -> None:

@@ -1,155 +1,159 @@
-"""DVC stage `evaluate`: both models on the held-out test split, the paired comparison, figures, champion alias.
+"""DVC stage `evaluate`: every (role, seed) model on the held-out test split, the replicated comparison, figures,
+and the `@champion` alias (chosen on validation scores; moved only by `dvc repro` in the workspace, never by an
+experiment).
 
-Outputs: metrics/evaluate.json, plots/evaluate/confusion_<role>.csv, reports/comparison.md, reports/figures/*.png.
+Outputs: metrics/evaluate.json, plots/evaluate/{confusion_<role>,learning_curves}.csv, reports/comparison.md,
+reports/figures/*.png.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from .. import plots, statistics, tracking
-from ..config import EvaluateConfig, flatten, load_params
+from ..comparison import ROLE_NAMES, Replicate, compare, comparison_markdown, metrics_summary
+from ..config import Params, flatten, load_params
 from ..data.prepared import ImageArrays, load_prepared
 from ..layout import ROLES, Layout
 from ..models.serialization import load_model_file
-from ..training import (ArrayLoader, default_threads, predict_logits, resolve_device, resolve_precision,
-                        to_device)
+from ..training import ArrayLoader, Precision, predict_logits, setup_runtime, to_device
 
 
-def test_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy (with Wilson CI), loss, macro-F1 and per-class precision/recall/F1 of one model."""
-    pred = logits.argmax(1)
-    report = statistics.classification_report(labels, pred, classes)
-    lo, hi = statistics.accuracy_ci(pred == labels)
-    loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
-    return {"accuracy": report["accuracy"], "accuracy_ci_low": lo, "accuracy_ci_high": hi, "loss": loss,
-            "macro_f1": report["macro_f1"], "macro_precision": report["macro_precision"],
-            "macro_recall": report["macro_recall"], "per_class": report["per_class"]}
+def load_replicates(layout: Layout, params: Params, test: ImageArrays,
+                    precision: Precision) -> tuple[dict[str, list[Replicate]], np.ndarray]:
+    """Every replicate's model and training summary (validation figures only) and its test-split logits."""
+    loader = ArrayLoader(test, 256, shuffle=False, device=precision.device)
+    replicates: dict[str, list[Replicate]] = {role: [] for role in ROLES}
+    labels = np.asarray(test.labels)
+    for role in ROLES:
+        for seed in params.replicates.seeds:
+            path = layout.replicate_model(role, seed)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no model for train_{role}@{seed}; run `dvc repro` "
+                                        f"(replicates.seeds lists {list(params.replicates.seeds)})")
+            model, meta = load_model_file(path, precision.device)
+            if meta["classes"] != test.classes:
+                raise ValueError(f"{path}: trained on classes {meta['classes']}, but the test split has "
+                                 f"{test.classes}; rerun `dvc repro`")
+            logits, labels = predict_logits(to_device(model, precision), loader, precision)
+            info = json.loads(layout.replicate_run_info(role, seed).read_text())
+            train = json.loads(layout.replicate_metrics(role, seed).read_text())
+            replicates[role].append(Replicate(role=role, seed=seed, model=meta["model"], run_id=info["run_id"],
+                                              model_uri=info["model_uri"], train=train, logits=logits))
+    return replicates, labels
 
 
-def compare(logits: dict[str, np.ndarray], labels: np.ndarray, classes: list[str], cfg: EvaluateConfig,
-            seed: int) -> dict:
-    """Per-model test metrics and the paired ResNet - baseline comparison on the same test images."""
-    per_model = {role: test_metrics(lg, labels, classes) for role, lg in logits.items()}
-    correct = {role: lg.argmax(1) == labels for role, lg in logits.items()}
-    diff = statistics.paired_bootstrap_diff(correct["baseline"], correct["resnet"], n_resamples=cfg.n_bootstrap,
-                                            confidence=cfg.confidence, seed=seed)
-    mcnemar = statistics.mcnemar_exact(correct["baseline"], correct["resnet"])
-    ranked = sorted(ROLES, key=lambda r: (per_model[r]["accuracy"], per_model[r]["macro_f1"],
-                                          -per_model[r]["loss"]), reverse=True)
-    return {"n_test": int(len(labels)), "models": per_model,
-            "comparison": {"accuracy_diff_resnet_minus_baseline": diff["diff"], "ci_low": diff["ci_low"],
-                           "ci_high": diff["ci_high"], "confidence": diff["confidence"],
-                           "n_resamples": diff["n_resamples"], "mcnemar_p_value": mcnemar["p_value"],
-                           "n_baseline_only_correct": mcnemar["n_a_only"],
-                           "n_resnet_only_correct": mcnemar["n_b_only"]},
-            "champion": ranked[0]}
+def mean_curves(layout: Layout, seeds: tuple[int, ...]) -> tuple[pd.DataFrame, dict[str, list[list[dict]]]]:
+    """Per-epoch means over replicates (the DVC plot: one line per role) and the raw histories (the figure)."""
+    histories = {role: [pd.read_csv(layout.replicate_history(role, s)) for s in seeds] for role in ROLES}
+    columns = []
+    for role, frames in histories.items():
+        mean = pd.concat(frames).groupby("epoch")[["train_loss", "val_loss", "val_accuracy"]].mean()
+        columns.append(mean.add_prefix(f"{role}_"))
+    curves = pd.concat(columns, axis=1).reset_index()
+    return curves, {ROLE_NAMES[role]: [f.to_dict("records") for f in frames] for role, frames in histories.items()}
 
 
-def verdict(c: dict, pct: float) -> str:
-    """One sentence on the paired comparison."""
-    if c["ci_low"] > 0:
-        return f"the ResNet is better; the {pct:.0f} % CI of the difference excludes 0"
-    if c["ci_high"] < 0:
-        return f"the plain CNN is better; the {pct:.0f} % CI of the difference excludes 0"
-    return f"no significant difference; the {pct:.0f} % CI of the difference includes 0"
+def figures(result: dict, replicates: dict[str, list[Replicate]], labels: np.ndarray, test: ImageArrays,
+            histories: dict[str, list[list[dict]]], params: Params) -> dict:
+    """The report's figures: replicates (strip/forest), learning curves over seeds, confusion matrices summed over
+    replicates, and the study's prediction figure for the champion family's best replicate of each role."""
+    c, names = result["comparison"], ROLE_NAMES
+    interval = c["interval"]
+    out = {"replicates.png": plots.replicate_strip_plot(
+        c["accuracy_a"], c["accuracy_b"], name_a=names["baseline"], name_b=names["resnet"],
+        difference_interval=(interval["ci_low"], interval["ci_high"]),
+        difference_label=f"{interval['confidence'] * 100:.0f} % CI (training + test sampling)",
+        replicate_labels=[f"seed {s}" for s in result["seeds"]], title="Test accuracy per training seed"),
+        "learning_curves.png": plots.replicate_learning_curves(histories, band="minmax",
+                                                               title="Validation curves over training seeds")}
+    for role, reps in replicates.items():
+        cm = sum(statistics.confusion_matrix(labels, r.logits.argmax(1), len(test.classes)) for r in reps)
+        out[f"confusion_{role}.png"] = plots.confusion_matrix_figure(
+            cm, test.classes, title=f"{role} ({reps[0].model}) on the test split, {len(reps)} replicates summed")
+    pick = np.random.default_rng(params.seed).choice(len(test), size=min(params.evaluate.n_prediction_examples,
+                                                                         len(test)), replace=False)
+    pick.sort()
+    best = {role: max(reps, key=lambda r: r.train["best_val_accuracy"]) for role, reps in replicates.items()}
+    probs = {f"{role} seed {r.seed}": torch.softmax(torch.from_numpy(r.logits[pick]).float(), 1).numpy()
+             for role, r in best.items()}
+    out["predictions.png"] = plots.prediction_figure(np.asarray(test.images[pick]),
+                                                     [test.classes[i] for i in labels[pick]], probs, test.classes)
+    return out
 
 
-def comparison_markdown(result: dict, model_names: dict[str, str], run_ids: dict[str, str]) -> str:
-    """reports/comparison.md: the table a reader looks at first."""
-    c = result["comparison"]
-    pct = c["confidence"] * 100
-    lines = ["# Plain CNN vs ResNet on the held-out test split", "",
-             f"Test images: {result['n_test']} (never used for training, early stopping or tuning).", "",
-             "| role | model | test accuracy | 95 % CI (Wilson) | macro-F1 | test loss | MLflow run |",
-             "|---|---|---:|---|---:|---:|---|"]
-    for role, m in result["models"].items():
-        lines.append(f"| {role} | {model_names[role]} | {m['accuracy']:.4f} | "
-                     f"[{m['accuracy_ci_low']:.4f}, {m['accuracy_ci_high']:.4f}] | {m['macro_f1']:.4f} | "
-                     f"{m['loss']:.4f} | `{run_ids.get(role, '')}` |")
-    lines += ["", "## Paired comparison (same test images)", "",
-              f"- accuracy difference ResNet − CNN: **{c['accuracy_diff_resnet_minus_baseline']:+.4f}**, "
-              f"{pct:.0f} % paired-bootstrap CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] "
-              f"({c['n_resamples']} resamples)",
-              f"- exact McNemar test: p = {c['mcnemar_p_value']:.4g} (images only the CNN got right: "
-              f"{c['n_baseline_only_correct']}, only the ResNet: {c['n_resnet_only_correct']})",
-              f"- verdict: {verdict(c, pct)}; champion (alias @champion): **{result['champion']}**", "",
-              "## Per-class F1", "", "| class | " + " | ".join(result["models"]) + " |",
-              "|---|" + "---:|" * len(result["models"])]
-    classes = next(iter(result["models"].values()))["per_class"]
-    for name in classes:
-        lines.append(f"| {name} | " + " | ".join(f"{m['per_class'][name]['f1']:.3f}"
-                                                  for m in result["models"].values()) + " |")
-    return "\n".join(lines) + "\n"
+def write_outputs(layout: Layout, result: dict, replicates: dict[str, list[Replicate]], labels: np.ndarray,
+                  test: ImageArrays, curves: pd.DataFrame, figs: dict, promoted: str) -> None:
+    """The files DVC tracks: metrics, plots data, the report and its figures."""
+    layout.metrics.mkdir(parents=True, exist_ok=True)
+    (layout.metrics / "evaluate.json").write_text(json.dumps(metrics_summary(result), indent=2) + "\n")
+    (layout.plots / "evaluate").mkdir(parents=True, exist_ok=True)
+    curves.to_csv(layout.plots / "evaluate" / "learning_curves.csv", index=False)
+    for role, reps in replicates.items():  # every replicate's predictions: the confusion template counts them
+        pd.DataFrame({"actual": [test.classes[i] for r in reps for i in labels],
+                      "predicted": [test.classes[i] for r in reps for i in r.logits.argmax(1)]}).to_csv(
+            layout.plots / "evaluate" / f"confusion_{role}.csv", index=False)
+    layout.figures.mkdir(parents=True, exist_ok=True)
+    for name, fig in figs.items():
+        plots.save_figure(fig, layout.figures / name)
+    (layout.reports / "comparison.md").write_text(comparison_markdown(result, promoted))
 
 
 def main(root: Path, params_file: Path) -> dict:
     params = load_params(params_file)
     layout = Layout(root)
-    torch.set_num_threads(params.train.num_threads or default_threads())
-    device = resolve_device(params.train.device)
-    precision = resolve_precision(params.train.precision, device)
-    test: ImageArrays = load_prepared(layout.prepared_dir, "test")
-    loader = ArrayLoader(test, 256, shuffle=False, device=device)
-    logits, model_names, run_info = {}, {}, {}
-    for role in ROLES:
-        model, meta = load_model_file(layout.model_file(role), device)
-        if meta["classes"] != test.classes:
-            raise ValueError(f"{layout.model_file(role)}: trained on classes {meta['classes']}, but the test split "
-                             f"has {test.classes}; rerun `dvc repro`")
-        logits[role], labels = predict_logits(to_device(model, precision), loader, precision)
-        model_names[role] = meta["model"]
-        run_info[role] = json.loads(layout.run_info(role).read_text())
-    result = compare(logits, labels, test.classes, params.evaluate, params.seed)
-
-    # files DVC tracks
-    layout.metrics.mkdir(parents=True, exist_ok=True)
-    summary = {role: {k: v for k, v in m.items() if k != "per_class"} for role, m in result["models"].items()}
-    (layout.metrics / "evaluate.json").write_text(json.dumps(
-        {**summary, "comparison": result["comparison"], "champion": result["champion"], "n_test": result["n_test"]},
-        indent=2) + "\n")
-    (layout.plots / "evaluate").mkdir(parents=True, exist_ok=True)
-    for role, lg in logits.items():
-        pd.DataFrame({"actual": [test.classes[i] for i in labels],
-                      "predicted": [test.classes[i] for i in lg.argmax(1)]}).to_csv(
-            layout.plots / "evaluate" / f"confusion_{role}.csv", index=False)
-    layout.figures.mkdir(parents=True, exist_ok=True)
-    figures = {f"confusion_{role}.png": plots.confusion_matrix_figure(
-        statistics.confusion_matrix(labels, lg.argmax(1), len(test.classes)), test.classes,
-        title=f"{role} ({model_names[role]}) on the test split") for role, lg in logits.items()}
-    pick = np.random.default_rng(params.seed).choice(len(test), size=min(params.evaluate.n_prediction_examples,
-                                                                         len(test)), replace=False)
-    pick.sort()
-    probs = {role: torch.softmax(torch.from_numpy(lg[pick]), 1).numpy() for role, lg in logits.items()}
-    figures["predictions.png"] = plots.prediction_figure(np.asarray(test.images[pick]),
-                                                         [test.classes[i] for i in labels[pick]], probs, test.classes)
-    figures["comparison.png"] = plots.comparison_bar(summary)
-    run_ids = {role: info["run_id"] for role, info in run_info.items()}
-    (layout.reports / "comparison.md").write_text(comparison_markdown(result, model_names, run_ids))
-
-    # MLflow: an evaluation run, test metrics inside each training run, champion alias
-    experiment_id = tracking.setup(root, params.mlflow.experiment_name)
-    with tracking.mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
-        tracking.mlflow.set_tags(tracking.standard_tags(root, stage="evaluate", champion=result["champion"]))
-        tracking.log_params_flat(flatten({"seed": params.seed, "evaluate": vars(params.evaluate)}))
-        tracking.mlflow.log_metrics({f"{role}_test_{k}": v for role, m in summary.items() for k, v in m.items()})
-        tracking.mlflow.log_metrics({k: float(v) for k, v in result["comparison"].items()})
-        tracking.mlflow.log_artifact(str(layout.reports / "comparison.md"))
-        tracking.mlflow.log_artifact(str(layout.metrics / "evaluate.json"))
-        for name, fig in figures.items():
-            plots.save_figure(fig, layout.figures / name)
-            tracking.mlflow.log_artifact(str(layout.figures / name), artifact_path="figures")
-    for role, m in summary.items():
-        tracking.log_metrics_to_run(run_ids[role], {f"test_{k}": v for k, v in m.items()})
+    precision = setup_runtime(params.train, who="evaluate")
+    test = load_prepared(layout.prepared_dir, "test")
+    replicates, labels = load_replicates(layout, params, test, precision)
+    result = compare(replicates, labels, test.classes, params.evaluate, params.seed)
+    curves, histories = mean_curves(layout, params.replicates.seeds)
+    figs = figures(result, replicates, labels, test, histories, params)
+    experiment = os.environ.get("DVC_EXP_NAME")
     champion = result["champion"]
-    version = tracking.set_champion(run_info[champion]["model_uri"], params.mlflow.registered_model_name,
-                                    run_ids[champion])
-    print(comparison_markdown(result, model_names, run_ids).split("## Per-class")[0].rstrip())
-    print(f"\nchampion: {champion} -> registered model '{params.mlflow.registered_model_name}' version {version} "
-          f"(alias @champion); evaluation run {run.info.run_id}")
+    promoted = (f"Not promoted: this is the DVC experiment {experiment!r}; only `dvc repro` in the workspace moves "
+                "@champion." if experiment else
+                f"Promoted to @champion of the registered model '{params.mlflow.registered_model_name}'.")
+    write_outputs(layout, result, replicates, labels, test, curves, figs, promoted)
+
+    # MLflow: the evaluation run holds the aggregate metrics, report and figures; every training run gets its own
+    # test metrics. The ledger lets the next start mark this run KILLED if a kill ends the stage before the run does.
+    experiment_id = tracking.setup(root, params.mlflow.experiment_name)
+    ledger = layout.checkpoints / "evaluate.mlflow.json"
+    summary = metrics_summary(result)
+    run, _ = tracking.start_stage_run(
+        ledger, experiment_id=experiment_id, run_name=tracking.run_label("evaluate", root),
+        resume=False, tags=tracking.standard_tags(root, stage="evaluate", champion=champion["role"],
+                                                  champion_seed=str(champion["seed"]),
+                                                  verdict=summary["comparison"]["verdict"]))
+    with run:
+        tracking.log_params_flat(flatten({"seed": params.seed, "replicates.seeds": list(params.replicates.seeds),
+                                          "evaluate": vars(params.evaluate)}))
+        tracking.mlflow.log_metrics({f"{role}_test_{k}": v for role in ROLES for k, v in summary[role].items()
+                                     if isinstance(v, (int, float)) and v is not None})
+        tracking.mlflow.log_metrics({k: float(v) for k, v in summary["comparison"].items()
+                                     if isinstance(v, (int, float)) and v is not None})
+        tracking.log_test_dataset(layout.split_dir)
+        for path in (layout.reports / "comparison.md", layout.metrics / "evaluate.json"):
+            tracking.mlflow.log_artifact(str(path))
+        for name in figs:
+            tracking.mlflow.log_artifact(str(layout.figures / name), artifact_path="figures")
+    ledger.unlink(missing_ok=True)
+    for role, m in result["models"].items():
+        for row in m["replicates"]:
+            tracking.log_metrics_to_run(row["run_id"], {f"test_{k}": row[k] for k in (
+                "accuracy", "accuracy_ci_low", "accuracy_ci_high", "loss", "macro_f1")})
+    print(comparison_markdown(result, promoted).split("## Per replicate")[0].rstrip())
+    if experiment:
+        print(f"\nchampion: {champion['role']} seed {champion['seed']} (not promoted: DVC experiment {experiment})")
+    else:
+        version = tracking.set_champion(champion["model_uri"], params.mlflow.registered_model_name,
+                                        champion["run_id"])
+        print(f"\nchampion: {champion['role']} seed {champion['seed']} -> registered model "
+              f"'{params.mlflow.registered_model_name}' version {version} (alias @champion); evaluation run "
+              f"{run.info.run_id}")
     return result

@@ -9,7 +9,7 @@ from ..config import load_params
 from ..data.prepared import prepare_split
 from ..data.splitting import SPLITS, read_classes, read_split
 from ..layout import Layout
-from ..training import default_threads
+from ..hardware import default_threads
 
 
 def main(root: Path, params_file: Path) -> None:

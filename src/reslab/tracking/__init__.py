@@ -1,8 +1,12 @@
-"""MLflow glue: where runs go, what every run carries. Training and evaluation code call this; it trains nothing."""
+"""MLflow glue: where runs go, what every run carries, and how a stage's run survives a kill (`start_stage_run`).
+Training and evaluation code call this; it trains nothing. The training stages' run bookkeeping is in
+`tracking.training_run`."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,12 +54,22 @@ def setup(root: Path, experiment_name: str) -> str:
         return exp.experiment_id
 
 
-def git_commit(root: Path) -> str:
+def _git(root: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+
+
+def git_commit(root: Path) -> str:
+    return _git(root, "rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty(root: Path) -> str:
+    """'true' when tracked files differ from the commit (the run's code is not exactly git_commit's)."""
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return "unknown" if status is None else str(bool(status)).lower()
 
 
 def data_version(root: Path) -> str:
@@ -69,7 +83,35 @@ def data_version(root: Path) -> str:
 
 
 def standard_tags(root: Path, **extra: str) -> dict[str, str]:
-    return {"git_commit": git_commit(root), "data_dvc_md5": data_version(root), **extra}
+    """What a user filters runs on: code (git commit, dirty state), data (data.dvc's md5), the DVC experiment
+    (`dvc exp run` sets DVC_EXP_NAME), library versions; plus the caller's tags (stage, role, seed, device, ...)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    try:
+        reslab_version = version("reslab")
+    except PackageNotFoundError:
+        reslab_version = "unknown"
+    tags = {"git_commit": git_commit(root), "git_dirty": git_dirty(root), "data_dvc_md5": data_version(root),
+            "torch_version": torch.__version__, "reslab_version": reslab_version}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return {**tags, **extra}
+
+
+def run_label(stage: str, root: Path, seed: int | None = None) -> str:
+    """A run name a user can tell apart in the MLflow UI: the stage, the seed, and the DVC experiment (under
+    `dvc exp run`) or else the short git commit."""
+    where = os.environ.get("DVC_EXP_NAME") or git_commit(root)[:7]
+    return f"{stage}{f' seed {seed}' if seed is not None else ''} ({where})"
+
+
+def log_test_dataset(split_dir: Path) -> None:
+    """Record the test split's manifest as the evaluation run's dataset input (context "testing")."""
+    import pandas as pd
+
+    log_dataset(pd.read_csv(split_dir / "test.csv"), split_dir / "test.csv", name="test", context="testing")
 
 
 def log_params_flat(params: dict[str, Any]) -> None:
@@ -120,10 +162,13 @@ def log_model(model, image_size: int, num_classes: int, name: str = "model") -> 
 
 
 def log_metrics_to_run(run_id: str, metrics: dict[str, float]) -> None:
-    """Add metrics to a (possibly finished) run, e.g. test metrics into each training run."""
+    """Add metrics to a (possibly finished) run, e.g. test metrics into each training run; a metric the run already
+    holds with the same value is not logged again (a rerun after a kill adds no duplicate points)."""
     client = MlflowClient()
+    held = client.get_run(run_id).data.metrics
     for k, v in metrics.items():
-        client.log_metric(run_id, k, float(v))
+        if held.get(k) != float(v):
+            client.log_metric(run_id, k, float(v))
 
 
 def set_champion(model_uri: str, registered_name: str, run_id: str, alias: str = "champion") -> str:
@@ -150,3 +195,85 @@ def log_figure(fig, artifact_file: str) -> None:
 
     mlflow.log_figure(fig, artifact_file)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- stage runs that survive a kill
+
+ATTEMPT_TAG = "stage_attempt"  # set when a run is created; names the ledger entry that created it
+
+
+def _read_ledger(path: Path) -> dict | None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _write_ledger(path: Path, state: dict) -> None:
+    """Atomic write: a kill leaves the previous ledger or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state) + "\n")
+    tmp.replace(path)
+
+
+def _ledger_runs(client: MlflowClient, state: dict) -> list:
+    """The live runs a ledger entry created: its recorded run, or (killed before the id was recorded) the runs that
+    carry its attempt tag."""
+    if state.get("run_id"):
+        try:
+            run = client.get_run(state["run_id"])
+        except mlflow.exceptions.MlflowException:  # the store was wiped or the run purged
+            return []
+        return [run] if run.info.lifecycle_stage == "active" else []
+    if not state.get("attempt") or not state.get("experiment_id"):
+        return []
+    try:
+        return client.search_runs([state["experiment_id"]], f"tags.{ATTEMPT_TAG} = '{state['attempt']}'")
+    except mlflow.exceptions.MlflowException:
+        return []
+
+
+def start_stage_run(ledger: Path, *, experiment_id: str, run_name: str, tags: dict[str, str],
+                    fingerprint: str = "", resume: bool = True) -> tuple[mlflow.ActiveRun, bool]:
+    """Start a stage's MLflow run so that no kill, at any moment, leaves a run RUNNING that nobody will finish.
+
+    Before the run is created, `ledger` (a small JSON file beside the stage's resume state) records a fresh attempt
+    token, and the run carries that token as a tag; its id is recorded as soon as it exists. The next start reads
+    the ledger: with `resume` and the same `fingerprint` it continues that run (a training stage resumed from its
+    checkpoint, or killed before its first epoch ended); otherwise the previous attempt's run, if still RUNNING, is
+    marked KILLED. A FINISHED run is never resumed. The caller deletes `ledger` once the stage's outputs are written.
+
+    Args:
+        ledger: the stage's ledger file, e.g. .reslab/checkpoints/train_resnet.mlflow.json.
+        experiment_id: where a new run goes (a ledger run in another experiment is not resumed).
+        run_name: the new run's name.
+        tags: tags of a new run; set again on a resumed one.
+        fingerprint: identifies the configuration; only a run of the same configuration is resumed.
+        resume: False for stages that always start a new run (evaluate).
+
+    Returns:
+        The active run (use it as a context manager) and whether it is a resumed one.
+    """
+    client = MlflowClient()
+    state = _read_ledger(ledger)
+    resumed = None
+    if state is not None:
+        for run in _ledger_runs(client, state):
+            if (resume and resumed is None and state.get("fingerprint") == fingerprint
+                    and run.info.experiment_id == experiment_id and run.info.status != "FINISHED"):
+                resumed = run
+            elif run.info.status == "RUNNING":  # killed, and never to be continued
+                client.set_terminated(run.info.run_id, status="KILLED")
+    if resumed is not None:
+        _write_ledger(ledger, {**state, "run_id": resumed.info.run_id})
+        active = mlflow.start_run(run_id=resumed.info.run_id)
+        mlflow.set_tags(tags)
+        return active, True
+    entry = {"fingerprint": fingerprint, "experiment_id": experiment_id, "attempt": uuid.uuid4().hex, "run_id": None}
+    _write_ledger(ledger, entry)
+    active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                              tags={**tags, ATTEMPT_TAG: entry["attempt"]})
+    _write_ledger(ledger, {**entry, "run_id": active.info.run_id})
+    return active, False

@@ -1,0 +1,230 @@
+"""The replicated comparison: every (role, seed) model on the test split, aggregated over seeds, and the champion.
+
+Pure functions on arrays and dicts; the evaluate stage reads the files, calls `compare`, and writes the results.
+Replicate k of both models shares its training seed (and the split), so the two models are compared pairwise per
+replicate, and the headline interval covers training variance as well as test-set sampling (Bouthillier et al.,
+"Accounting for Variance in Machine Learning Benchmarks", MLSys 2021; Agarwal et al., "Deep RL at the Edge of the
+Statistical Precipice", NeurIPS 2021).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import statistics
+from .config import EvaluateConfig
+
+ROLE_NAMES = {"baseline": "CNN", "resnet": "ResNet"}  # how the verdict names the two roles
+CHAMPION_RULE = ("@champion is chosen without the test split: the model family with the higher mean best-epoch "
+                 "validation accuracy over its replicates (ties: lower mean validation loss), then, inside it, the "
+                 "replicate with the highest validation accuracy (ties: lower validation loss, then lower seed).")
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """One trained model of the study, as the evaluate stage found it.
+
+    Args:
+        role: baseline | resnet.
+        seed: its training seed.
+        model: registry name of the architecture.
+        run_id: its MLflow training run.
+        model_uri: its logged MLflow model.
+        train: the training stage's summary (best_epoch, epochs_trained, stopped_early, best_val_accuracy,
+            best_val_loss, ...): validation figures only.
+        logits: (N, C) test-split logits.
+    """
+
+    role: str
+    seed: int
+    model: str
+    run_id: str
+    model_uri: str
+    train: dict[str, Any]
+    logits: np.ndarray
+
+
+def test_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy (with Wilson CI), loss, macro-F1 and per-class precision/recall/F1 of one model."""
+    pred = logits.argmax(1)
+    report = statistics.classification_report(labels, pred, classes)
+    lo, hi = statistics.accuracy_ci(pred == labels)
+    loss = F.cross_entropy(torch.from_numpy(logits).float(), torch.from_numpy(labels).long()).item()
+    return {"accuracy": report["accuracy"], "accuracy_ci_low": lo, "accuracy_ci_high": hi, "loss": loss,
+            "macro_f1": report["macro_f1"], "macro_precision": report["macro_precision"],
+            "macro_recall": report["macro_recall"], "per_class": report["per_class"]}
+
+
+def ended_by(train: dict) -> str:
+    """What ended a replicate's training: early stopping, or the epoch cap (train.epochs)."""
+    return "early stopping" if train.get("stopped_early") else "epoch cap"
+
+
+def choose_champion(replicates: dict[str, list[Replicate]]) -> dict:
+    """The model family, then the replicate, with the best validation score; the test split plays no part."""
+    def mean(role: str, key: str) -> float:
+        return float(np.mean([r.train[key] for r in replicates[role]]))
+
+    family = min(replicates, key=lambda role: (-mean(role, "best_val_accuracy"), mean(role, "best_val_loss")))
+    best = min(replicates[family], key=lambda r: (-r.train["best_val_accuracy"], r.train["best_val_loss"], r.seed))
+    return {"role": family, "seed": best.seed, "run_id": best.run_id, "model_uri": best.model_uri,
+            "mean_val_accuracy": {role: mean(role, "best_val_accuracy") for role in replicates},
+            "val_accuracy": best.train["best_val_accuracy"], "rule": CHAMPION_RULE}
+
+
+def _summary(values: list[float], confidence: float) -> dict:
+    return statistics.replicate_summary(np.asarray(values, float), confidence)
+
+
+def compare(replicates: dict[str, list[Replicate]], labels: np.ndarray, classes: list[str], cfg: EvaluateConfig,
+            seed: int) -> dict:
+    """Per-replicate and aggregate test metrics of both roles, the replicated ResNet - CNN comparison, the champion.
+
+    Args:
+        replicates: {"baseline": [...], "resnet": [...]}, the same seeds in the same order for both roles.
+        labels: (N,) test labels.
+        classes: class names.
+        cfg: the evaluate section (bootstrap resamples, confidence).
+        seed: seeds every bootstrap.
+    """
+    seeds = {role: [r.seed for r in reps] for role, reps in replicates.items()}
+    if seeds["baseline"] != seeds["resnet"]:
+        raise ValueError(f"the two roles were trained with different seeds: {seeds}")
+    models: dict[str, dict] = {}
+    correct: dict[str, np.ndarray] = {}
+    for role, reps in replicates.items():
+        rows = []
+        for r in reps:
+            m = test_metrics(r.logits, labels, classes)
+            rows.append({"seed": r.seed, "run_id": r.run_id, "epochs_trained": int(r.train["epochs_trained"]),
+                         "best_epoch": int(r.train["best_epoch"]), "ended_by": ended_by(r.train),
+                         "val_accuracy": float(r.train["best_val_accuracy"]),
+                         "val_loss": float(r.train["best_val_loss"]), **m})
+        correct[role] = np.stack([r.logits.argmax(1) == labels for r in reps])
+        per_class = {c: float(np.mean([row["per_class"][c]["f1"] for row in rows])) for c in classes}
+        models[role] = {
+            "model": reps[0].model, "replicates": rows, "per_class_f1": per_class,
+            "cap_bound": sum(row["ended_by"] == "epoch cap" for row in rows),
+            "summary": {key: _summary([row[key] for row in rows], cfg.confidence)
+                        for key in ("accuracy", "macro_f1", "loss", "val_accuracy", "epochs_trained")},
+        }
+    comparison = statistics.compare_replicates(correct["baseline"], correct["resnet"], name_a=ROLE_NAMES["baseline"],
+                                               name_b=ROLE_NAMES["resnet"], n_resamples=cfg.n_bootstrap,
+                                               confidence=cfg.confidence, seed=seed)
+    return {"n_test": int(len(labels)), "seeds": seeds["baseline"], "models": models, "comparison": comparison,
+            "champion": choose_champion(replicates)}
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def metrics_summary(result: dict) -> dict:
+    """metrics/evaluate.json: what `dvc metrics show/diff` compares (no per-class detail, no NaN)."""
+    c = result["comparison"]
+    out: dict[str, Any] = {"n_test": result["n_test"], "n_replicates": c["n_replicates"]}
+    for role, m in result["models"].items():
+        s = m["summary"]
+        out[role] = {"accuracy_mean": s["accuracy"]["mean"], "accuracy_sd": s["accuracy"]["sd"],
+                     "accuracy_ci_low": s["accuracy"]["ci_low"], "accuracy_ci_high": s["accuracy"]["ci_high"],
+                     "macro_f1_mean": s["macro_f1"]["mean"], "loss_mean": s["loss"]["mean"],
+                     "val_accuracy_mean": s["val_accuracy"]["mean"], "epochs_trained_mean": s["epochs_trained"]["mean"],
+                     "cap_bound": m["cap_bound"],
+                     "per_replicate": {str(r["seed"]): {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                                                        "loss": r["loss"]} for r in m["replicates"]}}
+    boot, poi, signs, interval = c["bootstrap"], c["probability_of_improvement"], c["sign_count"], c["interval"]
+    out["comparison"] = {
+        "accuracy_diff_resnet_minus_baseline": interval["diff"], "ci_low": interval["ci_low"],
+        "ci_high": interval["ci_high"], "bootstrap_ci_low": boot["ci_low"], "bootstrap_ci_high": boot["ci_high"],
+        "test_only_ci_low": c["bootstrap_test_only"]["ci_low"], "test_only_ci_high": c["bootstrap_test_only"]["ci_high"],
+        "probability_of_improvement": poi["probability"], "probability_ci_low": poi["ci_low"],
+        "probability_ci_high": poi["ci_high"], "resnet_better_in": signs["n_b_better"],
+        "baseline_better_in": signs["n_a_better"], "ties": signs["n_ties"],
+        "minimum_detectable_difference": c["verdict"]["minimum_detectable_effect"],
+        "verdict": c["verdict"]["label"], "confidence": boot["confidence"], "n_resamples": boot["n_resamples"]}
+    ch = result["champion"]
+    out["champion"] = {"role": ch["role"], "seed": ch["seed"]}
+    return _clean(out)
+
+
+def _ci(s: dict) -> str:
+    if s["ci_low"] is None or not math.isfinite(s["ci_low"]):
+        return "n/a (1 replicate)"
+    return f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]"
+
+
+def comparison_markdown(result: dict, promoted: str) -> str:
+    """reports/comparison.md: the verdict first, then how it was reached.
+
+    Args:
+        result: `compare`'s output.
+        promoted: one line on what happened to the @champion alias (promoted, or why not).
+    """
+    c, models = result["comparison"], result["models"]
+    n, pct = c["n_replicates"], c["bootstrap"]["confidence"] * 100
+    boot, poi, signs, verdict = c["bootstrap"], c["probability_of_improvement"], c["sign_count"], c["verdict"]
+    interval = c["interval"]
+    lines = ["# Plain CNN vs ResNet on the held-out test split, over training seeds", "",
+             f"**Verdict: {verdict['label']}.** {verdict['sentence']}", "",
+             f"Test images: {result['n_test']} (never used for training, early stopping, tuning or choosing the "
+             f"champion). Replicates: {n} training seeds ({', '.join(map(str, result['seeds']))}); replicate k of "
+             "both models shares its seed and the split.", "",
+             "## Each model over its replicates", "",
+             f"| role | model | test accuracy, mean ± sd | {pct:.0f} % CI of the mean (t) | macro-F1 | test loss | "
+             "val accuracy | epochs | ended by the cap |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for role, m in models.items():
+        s = m["summary"]
+        sd = s["accuracy"]["sd"]
+        sd_text = f" ± {sd:.4f}" if sd is not None and math.isfinite(sd) else ""
+        lines.append(f"| {role} | {m['model']} | {s['accuracy']['mean']:.4f}{sd_text} | {_ci(s['accuracy'])} | "
+                     f"{s['macro_f1']['mean']:.4f} | {s['loss']['mean']:.4f} | {s['val_accuracy']['mean']:.4f} | "
+                     f"{s['epochs_trained']['mean']:.1f} | {m['cap_bound']} of {n} |")
+    lines += ["", "## ResNet − CNN", "",
+              f"- mean paired difference in test accuracy: **{interval['diff']:+.4f}**, {pct:.0f} % CI "
+              f"[{interval['ci_low']:+.4f}, {interval['ci_high']:+.4f}] (covers {interval['covers']}; the verdict "
+              "reads this interval)",
+              f"- for contrast: test-set sampling alone [{c['bootstrap_test_only']['ci_low']:+.4f}, "
+              f"{c['bootstrap_test_only']['ci_high']:+.4f}]; a two-level bootstrap over replicates and test images "
+              f"[{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] ({boot['n_resamples']} resamples; too narrow with "
+              "few replicates, so not used for the verdict)",
+              f"- probability of improvement P(ResNet > CNN): {poi['probability']:.2f}, {pct:.0f} % CI "
+              f"[{poi['ci_low']:.2f}, {poi['ci_high']:.2f}]",
+              f"- the ResNet was better in {signs['n_b_better']} of {signs['n']} replicates, the CNN in "
+              f"{signs['n_a_better']}, ties {signs['n_ties']}"]
+    mde = verdict["minimum_detectable_effect"]
+    if mde is not None and math.isfinite(mde):
+        lines.append(f"- smallest difference {n} replicates could detect (80 % power): {mde:.4f}")
+    lines += ["", f"Rule: {verdict['rule']}", "",
+              "## Per replicate", "",
+              "| seed | CNN test acc | ResNet test acc | ResNet − CNN | McNemar p | CNN epochs (best, ended by) | "
+              "ResNet epochs (best, ended by) |", "|---:|---:|---:|---:|---:|---|---|"]
+    for k, (a, b) in enumerate(zip(models["baseline"]["replicates"], models["resnet"]["replicates"])):
+        lines.append(f"| {a['seed']} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {b['accuracy'] - a['accuracy']:+.4f} "
+                     f"| {c['mcnemar'][k]['p_value']:.3g} | {a['epochs_trained']} ({a['best_epoch']}, "
+                     f"{a['ended_by']}) | {b['epochs_trained']} ({b['best_epoch']}, {b['ended_by']}) |")
+    ch = result["champion"]
+    lines += ["", "McNemar p-values are per replicate (test-set sampling only, one training run each); read them "
+              "as a table of single runs, not as the verdict.", "",
+              "## Champion", "", f"{ch['role']} seed {ch['seed']} (validation accuracy {ch['val_accuracy']:.4f}). "
+              f"{promoted}", "", CHAMPION_RULE, "",
+              "## Per-class F1 (mean over replicates)", "", "| class | " + " | ".join(models) + " |",
+              "|---|" + "---:|" * len(models)]
+    for name in models["baseline"]["per_class_f1"]:
+        lines.append(f"| {name} | " + " | ".join(f"{m['per_class_f1'][name]:.3f}" for m in models.values()) + " |")
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,224 @@
+"""The sections of params.yaml, one frozen dataclass each, and the value checks that types cannot express."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..layout import ROLES
+
+PARAMS_FILE = "params.yaml"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision; see training.resolve_precision
+AUGMENT_RANGES = ("rotation", "shift", "shear", "zoom", "brightness")  # AugmentConfig's ranges, scaled by magnitude
+MAX_MAGNITUDE = 3.0  # augment.magnitude: 1 = the study's ranges
+PRUNERS = ("median", "percentile", "hyperband", "none")
+
+
+class ConfigError(ValueError):
+    """A params file or override that cannot be accepted; the message names the key at fault."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    image_size: int = 32  # px, square; 128 reproduces the study
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    min_images_per_class: int = 100  # the study kept classes with more than 100 images
+    min_image_size: int = 8  # px; an image narrower or shorter than this is skipped as carrying no information
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val_fraction: float = 0.2
+    test_fraction: float = 0.15
+    test_per_class: int | None = None  # e.g. 50 as in the study; overrides test_fraction when set
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The study's Keras ImageDataGenerator ranges, all scaled by `magnitude` (0 = off, 1 = the study)."""
+
+    magnitude: float = 1.0
+    rotation: float = 40.0  # degrees, +/-
+    shift: float = 0.2  # fraction of width / height, +/-
+    shear: float = 0.2  # degrees, +/- (Keras' shear_range is an angle in degrees)
+    zoom: float = 0.1  # scale in [1 - zoom, 1 + zoom] per axis
+    brightness: float = 0.2  # factor in [1 - b, 1 + b]; the study's 0.8-1.2
+    hflip: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared budget: both models get exactly this (each replicate with its own seed)."""
+
+    epochs: int = 40  # cap
+    batch_size: int = 32
+    lr: float = 1e-3  # Adam, as in the study
+    patience: int = 5  # epochs without val_loss improvement before stopping (0 = never stop early)
+    min_epochs: int = 10  # early stopping never ends training before this epoch (the first epochs are noisy)
+    precision: Literal[PRECISIONS] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: int = 0  # torch intra-op threads; 0 = all cores (divided between sweep workers)
+    compile: bool = False  # torch.compile the training forward + backward (fuses BN/ReLU/adds; costs a compile)
+
+
+@dataclass(frozen=True)
+class ReplicatesConfig:
+    """The replicated study: one training run per seed and model; replicate k of both models shares seeds[k]."""
+
+    seeds: tuple[int, ...] = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class ModelStageConfig:
+    """One training stage (train_baseline / train_resnet): which model and which of the shared settings."""
+
+    model: str = "baseline"
+    model_args: dict[str, Any] = field(default_factory=dict)  # overrides of the registered preset
+    augment: bool = True  # False reproduces the study, where the plain CNN trained without augmentation
+    augment_magnitude: float | None = None  # None = augment.magnitude; this model's own scale of augment's ranges
+    lr: float | None = None  # None = train.lr
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    experiment_name: str = "reslab"
+    registered_model_name: str = "reslab-classifier"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    n_bootstrap: int = 10_000
+    confidence: float = 0.95
+    n_prediction_examples: int = 8  # rows in the study's prediction figure
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """`reslab tune --role ROLE`'s Optuna study, one per role with the same budget for both. `search_space` maps
+    each role to its dimensions: dotted keys of its own section (`train_resnet.lr`) and, for the resnet, the
+    derived architecture dimensions (`depth`, `stages`, `width`); reslab.tuning.space parses it."""
+
+    study_name: str = "reslab-{role}"  # `{role}` is replaced by the tuned role
+    n_trials: int = 20
+    epochs: int | None = None  # per trial; None = train.epochs (the pipeline's objective)
+    sampler_seed: int = 42
+    sampler_startup_trials: int = 5
+    pruner: Literal[PRUNERS] = "median"
+    pruner_startup_trials: int = 3
+    pruner_warmup_epochs: int = 0
+    pruner_percentile: float = 25.0
+    heartbeat_interval: int = 60  # s
+    grace_period: int | None = None  # s; None = 2 x heartbeat_interval
+    max_retry: int = 2
+    search_space: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    replicates: ReplicatesConfig = field(default_factory=ReplicatesConfig)
+    train_baseline: ModelStageConfig = field(default_factory=lambda: ModelStageConfig(model="baseline"))
+    train_resnet: ModelStageConfig = field(default_factory=lambda: ModelStageConfig(model="resnet"))
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+    def model_stage(self, role: str) -> ModelStageConfig:
+        """The training section of a role: `baseline` -> train_baseline, `resnet` -> train_resnet."""
+        stages = {"baseline": self.train_baseline, "resnet": self.train_resnet}
+        if role not in stages:
+            raise ConfigError(f"unknown model role {role!r}; valid roles: {', '.join(stages)}")
+        return stages[role]
+
+
+def _check_ranges(obj: Any, prefix: str) -> None:
+    """Value checks that types cannot express."""
+
+    def fail(name: str, value: Any, accepted: str) -> None:
+        raise ConfigError(f"{prefix}.{name}: {value!r} is out of range; accepted: {accepted}")
+
+    if isinstance(obj, DataConfig) and not 16 <= obj.image_size <= 1024:
+        fail("image_size", obj.image_size, "an integer from 16 to 1024 (the ResNet stem needs at least 16 px)")
+    if isinstance(obj, FilterConfig) and obj.min_images_per_class < 1:
+        fail("min_images_per_class", obj.min_images_per_class, "an integer >= 1")
+    if isinstance(obj, FilterConfig) and obj.min_image_size < 1:
+        fail("min_image_size", obj.min_image_size, "an integer >= 1 (px)")
+    if isinstance(obj, SplitConfig):
+        if not 0 < obj.val_fraction < 1:
+            fail("val_fraction", obj.val_fraction, "a number strictly between 0 and 1")
+        if not 0 < obj.test_fraction < 1:
+            fail("test_fraction", obj.test_fraction, "a number strictly between 0 and 1")
+        if obj.test_per_class is None and obj.val_fraction + obj.test_fraction >= 1:
+            fail("val_fraction", obj.val_fraction, "val_fraction + test_fraction < 1 (something must be left to train)")
+        if obj.test_per_class is not None and obj.test_per_class < 1:
+            fail("test_per_class", obj.test_per_class, "null or an integer >= 1")
+    if isinstance(obj, AugmentConfig):
+        if not 0 <= obj.magnitude <= MAX_MAGNITUDE:
+            fail("magnitude", obj.magnitude, f"a number from 0 (off) to {MAX_MAGNITUDE:g} (1 = the study's ranges)")
+        for name in AUGMENT_RANGES:
+            if getattr(obj, name) < 0:
+                fail(name, getattr(obj, name), "a number >= 0")
+    if isinstance(obj, TrainConfig):
+        for name in ("epochs", "batch_size"):
+            if getattr(obj, name) < 1:
+                fail(name, getattr(obj, name), "an integer >= 1")
+        if obj.patience < 0:
+            fail("patience", obj.patience, "an integer >= 0 (0 = no early stopping)")
+        if not obj.lr > 0:
+            fail("lr", obj.lr, "a number > 0")
+        if obj.num_threads < 0:
+            fail("num_threads", obj.num_threads, "0 (auto) or a positive integer")
+        if not 0 <= obj.min_epochs <= obj.epochs:
+            fail("min_epochs", obj.min_epochs, f"an integer from 0 to train.epochs ({obj.epochs})")
+    if isinstance(obj, ReplicatesConfig):
+        if not obj.seeds:
+            fail("seeds", list(obj.seeds), "a non-empty list of integer seeds, e.g. [1, 2, 3]")
+        if len(set(obj.seeds)) != len(obj.seeds):
+            fail("seeds", list(obj.seeds), "distinct seeds (a repeated seed would train the same model twice)")
+        if any(s < 0 for s in obj.seeds):
+            fail("seeds", list(obj.seeds), "seeds >= 0")
+    if isinstance(obj, ModelStageConfig) and obj.lr is not None and not obj.lr > 0:
+        fail("lr", obj.lr, "null (use train.lr) or a number > 0")
+    if isinstance(obj, ModelStageConfig) and obj.augment_magnitude is not None \
+            and not 0 <= obj.augment_magnitude <= MAX_MAGNITUDE:
+        fail("augment_magnitude", obj.augment_magnitude,
+             f"null (use augment.magnitude) or a number from 0 (off) to {MAX_MAGNITUDE:g} (1 = the study's ranges)")
+    if isinstance(obj, EvaluateConfig):
+        if obj.n_bootstrap < 100:
+            fail("n_bootstrap", obj.n_bootstrap, "an integer >= 100")
+        if not 0.5 <= obj.confidence < 1:
+            fail("confidence", obj.confidence, "a number in [0.5, 1)")
+    if isinstance(obj, TuneConfig):
+        try:
+            named = obj.study_name.format(role=ROLES[0]).strip()
+        except (KeyError, IndexError, ValueError):
+            named = ""
+        if not named:
+            fail("study_name", obj.study_name, "a non-empty name, in which `{role}` stands for the tuned role")
+        for name in ("n_trials", "heartbeat_interval"):
+            if getattr(obj, name) < 1:
+                fail(name, getattr(obj, name), "an integer >= 1")
+        if obj.epochs is not None and obj.epochs < 1:
+            fail("epochs", obj.epochs, "null (train.epochs, the pipeline's budget) or an integer >= 1")
+        for role, dims in obj.search_space.items():
+            if role not in ROLES:
+                raise ConfigError(f"{prefix}.search_space.{role}: unknown model role; valid roles: "
+                                  f"{', '.join(ROLES)} (each maps its dimensions, e.g. train_{ROLES[0]}.lr)")
+            if not isinstance(dims, dict):
+                raise ConfigError(f"{prefix}.search_space.{role}: expected a mapping of dimensions, e.g. "
+                                  f"{{train_{role}.lr: [0.0003, 0.003]}}, got {dims!r}")
+        for name in ("sampler_startup_trials", "pruner_startup_trials", "pruner_warmup_epochs", "max_retry"):
+            if getattr(obj, name) < 0:
+                fail(name, getattr(obj, name), "an integer >= 0")
+        if not 0 < obj.pruner_percentile < 100:
+            fail("pruner_percentile", obj.pruner_percentile, "a number strictly between 0 and 100")
+        if obj.grace_period is not None and obj.grace_period < obj.heartbeat_interval:
+            fail("grace_period", obj.grace_period, f"null or an integer >= heartbeat_interval "
+                                                   f"({obj.heartbeat_interval})")

@@ -1,0 +1,126 @@
+"""The MLflow run of a training stage: started or resumed so that a killed stage continues its own run, its inputs
+(params, datasets, the augmented-examples figure) logged once, each epoch logged once at step=epoch, and the result
+(summary metrics, learning curves, the model) at the end. It trains nothing: the stage passes `log_epoch` to the
+training loop as its `on_epoch_end`."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from . import (MlflowClient, log_dataset, log_epoch, log_figure, log_model, log_params_flat, logged_epochs, mlflow,
+               run_label, setup, standard_tags, start_stage_run)
+
+INPUTS_TAG = "inputs_logged"  # set once params, datasets and the examples figure are in the run
+
+
+class TrainingRun:
+    """An active training run; created by `training_run`.
+
+    Args:
+        run: the active MLflow run.
+        resumed: True when an earlier, killed attempt of the same configuration created it.
+    """
+
+    def __init__(self, run: mlflow.ActiveRun, resumed: bool):
+        self.run_id = run.info.run_id
+        self.experiment_id = run.info.experiment_id
+        self.resumed = resumed
+
+    @property
+    def inputs_logged(self) -> bool:
+        """Whether `log_inputs` already completed in this run (before a kill)."""
+        return MlflowClient().get_run(self.run_id).data.tags.get(INPUTS_TAG) == "true"
+
+    def log_inputs(self, params: dict[str, Any], datasets: dict[str, tuple[pd.DataFrame, Path, str]],
+                   examples: tuple[np.ndarray, list[str]], title: str) -> None:
+        """Params, the split manifests as dataset inputs, and a grid of training images as the model sees them.
+
+        Args:
+            params: flat {dotted key: value}.
+            datasets: {name: (manifest, its file, MLflow context)}.
+            examples: images (N, 3, H, W) float in [0, 1] and their class names.
+            title: the figure's title.
+        """
+        from .. import plots
+
+        log_params_flat(params)
+        for name, (df, source, context) in datasets.items():
+            log_dataset(df, source, name=name, context=context)
+        images, names = examples
+        log_figure(plots.image_grid(images, names, title=title), "figures/augmented_examples.png")
+        mlflow.set_tag(INPUTS_TAG, "true")
+
+    def catch_up(self, history: list[dict[str, float]]) -> None:
+        """Log the epochs of a resume checkpoint that a kill kept out of the run; epochs already there are not
+        logged again."""
+        done = logged_epochs(self.run_id)
+        for row in history:
+            if row["epoch"] not in done:
+                log_epoch(row)
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        """One finished epoch at step=epoch (the training loop's `on_epoch_end`)."""
+        log_epoch(row)
+
+    def log_result(self, summary: dict[str, float], history: list[dict[str, float]], model, *, model_file: Path,
+                   image_size: int, num_classes: int, title: str) -> str:
+        """Summary metrics, the learning curves, the weights file as `checkpoint/<file>` and the model in MLflow's
+        format; returns the logged model's URI."""
+        from .. import plots
+
+        mlflow.log_metrics({k: float(v) for k, v in summary.items()})
+        log_figure(plots.learning_curves(history, title=title), "figures/learning_curves.png")
+        mlflow.log_artifact(str(model_file), artifact_path="checkpoint")
+        return log_model(model, image_size, num_classes)
+
+
+FAMILY_TAG = "family"  # the recipe + data fingerprint that a role's replicates share (their seed aside)
+
+
+def family_run(experiment_id: str, stage: str, family: str, tags: dict[str, str]) -> str:
+    """The parent run that groups a role's replicates (one child run per seed), created FINISHED on first use.
+
+    Replicates of the same recipe on the same data share it, so a seed added later joins its siblings; a changed
+    recipe starts a new family. Returns its run id.
+    """
+    client = MlflowClient()
+    found = client.search_runs([experiment_id], f"tags.{FAMILY_TAG} = '{family}' and tags.kind = 'family'",
+                               max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=f"{stage} (replicates)",
+                            tags={**tags, FAMILY_TAG: family, "kind": "family", "stage": stage})
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id
+
+
+@contextmanager
+def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, ledger: Path, fingerprint: str,
+                 family: str, tags: dict[str, str]) -> Iterator[TrainingRun]:
+    """The replicate's MLflow run, resumed when an earlier attempt of the same configuration was killed (see
+    `tracking.start_stage_run`); FINISHED when the block ends, FAILED when it raises. It is a child of the role's
+    family run (`family_run`). The caller deletes `ledger` with the stage's resume checkpoint once its outputs are
+    written.
+
+    Args:
+        root: project root (the store's default location).
+        experiment_name: MLflow experiment.
+        stage: the stage's name (train_baseline | train_resnet).
+        seed: the replicate's training seed.
+        ledger: the replicate's run ledger file.
+        fingerprint: the training configuration's fingerprint, as in the checkpoint.
+        family: the fingerprint without the seed (groups the replicates).
+        tags: tags beside the standard ones (git commit, data version, seed).
+    """
+    experiment_id = setup(root, experiment_name)
+    all_tags = standard_tags(root, stage=stage, seed=str(seed), **tags)
+    parent = family_run(experiment_id, stage, family, {k: v for k, v in all_tags.items() if k != "seed"})
+    active, resumed = start_stage_run(ledger, experiment_id=experiment_id, run_name=run_label(stage, root, seed),
+                                      fingerprint=fingerprint,
+                                      tags={**all_tags, FAMILY_TAG: family, "mlflow.parentRunId": parent})
+    with active:
+        yield TrainingRun(active, resumed)

@@ -1,0 +1,83 @@
+"""The reusable training entry point: a `Recipe` (model, budget, augmentation as plain values) and
+`train_classifier`, which builds the model and runs `fit`. The training stages and the sweeps both call it."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from ..data.augment import BatchAugment
+from ..data.prepared import ImageArrays
+from ..models import create_model
+from .loader import ArrayLoader
+from .loop import FitResult, fit
+from .runtime import Precision, seed_everything, to_device
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines one training run of one model, as plain values (no Params, no roles)."""
+
+    model: str
+    model_args: dict[str, Any]
+    image_size: int
+    seed: int
+    batch_size: int
+    lr: float
+    epochs: int
+    patience: int
+    augment: Any = None  # an AugmentConfig, or None for no augmentation
+    compile: bool = False
+    min_epochs: int = 0  # early stopping never ends training before this epoch
+
+
+def recipe_from_params(params: Any, role: str, seed: int | None = None) -> Recipe:
+    """The recipe a training stage uses for `role` (baseline | resnet): the shared budget plus the role's section.
+
+    Args:
+        params: the validated params.
+        role: baseline | resnet.
+        seed: the replicate's training seed (weight init, batch order, augmentation); default: the first of
+            `replicates.seeds`.
+    """
+    stage = params.model_stage(role)
+    cfg = params.train
+    augment = None
+    if stage.augment:  # the shared ranges, scaled by the role's own magnitude when it sets one
+        augment = (params.augment if stage.augment_magnitude is None
+                   else dataclasses.replace(params.augment, magnitude=stage.augment_magnitude))
+    return Recipe(model=stage.model, model_args=dict(stage.model_args), image_size=params.data.image_size,
+                  seed=params.replicates.seeds[0] if seed is None else seed, batch_size=cfg.batch_size,
+                  lr=stage.lr or cfg.lr, epochs=cfg.epochs, patience=cfg.patience,
+                  augment=augment, compile=cfg.compile, min_epochs=cfg.min_epochs)
+
+
+def train_classifier(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, precision: Precision,
+                     checkpoint: Path | None = None, fingerprint: str = "", extra: dict | None = None,
+                     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+                     should_stop: Callable[[int, dict[str, float]], bool] | None = None,
+                     progress: bool = True) -> tuple[nn.Module, FitResult]:
+    """Build `recipe.model` and train it on `train`, validating on `val`. No files besides the checkpoint.
+
+    Args:
+        recipe: model, budget and augmentation.
+        train: the train split.
+        val: the validation split.
+        precision: device, autocast and memory-format plan (see `setup_runtime`).
+        checkpoint, fingerprint, extra, on_epoch_end, should_stop, progress: as in `fit`.
+    """
+    seed_everything(recipe.seed)
+    model = create_model(recipe.model, num_classes=len(train.classes), image_size=recipe.image_size,
+                         **recipe.model_args)
+    model = to_device(model, precision)
+    augment = BatchAugment(recipe.augment) if recipe.augment is not None else None
+    train_loader = ArrayLoader(train, recipe.batch_size, shuffle=True, seed=recipe.seed, device=precision.device)
+    val_loader = ArrayLoader(val, max(recipe.batch_size, 256), shuffle=False, device=precision.device)
+    result = fit(model, train_loader, val_loader, epochs=recipe.epochs, lr=recipe.lr, patience=recipe.patience,
+                 precision=precision, seed=recipe.seed, augment=augment, checkpoint=checkpoint,
+                 fingerprint=fingerprint, extra=extra, on_epoch_end=on_epoch_end, should_stop=should_stop,
+                 progress=progress, compile=recipe.compile, min_epochs=recipe.min_epochs)
+    return model, result
