@@ -83,11 +83,11 @@ report: $(STAMP)
 
 run: repro
 	@$(BIN)/reslab report
-	@echo "DVC: dvc metrics show | dvc plots show (writes dvc_plots/index.html) | dvc exp run -S train.epochs=20"
+	@echo "Next (in a fresh shell: source .venv/bin/activate first): dvc metrics show | dvc plots show | dvc exp run -S 'replicates.seeds=[1,2,3,4,5]'"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # Forget MLflow runs, Optuna journals and resume checkpoints (not data, params or DVC outputs).
 clean-runs:
-	rm -rf mlflow.db mlartifacts .reslab tuning/*.log tuning/*.db
+	rm -rf mlflow.db mlartifacts mlruns .reslab tuning/*.log tuning/*.db

@@ -127,7 +127,7 @@ def test_a_changed_config_does_not_resume_a_stale_checkpoint(prepared_project, t
     out = run(["reslab", "train", "resnet", "--seed", "1", "--no-progress"], root)
     assert "resuming" not in out.stdout
     _, runs = all_runs(root)
-    status = {r.data.params.get("train.lr"): r.info.status for r in runs}
+    status = {r.data.params.get("lr"): r.info.status for r in runs}
     assert status == {"0.002": "FINISHED", "0.001": "KILLED"}, "the stale run is closed, not left RUNNING"
 
 

@@ -9,14 +9,10 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from .config import load_params
 from .data import inventory
-from .data.prepared import load_resized
 from .layout import ROLES, Layout
-from .models.serialization import load_model_file
+from .serving import ImageClassifier
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -74,45 +70,47 @@ def replicate_file(layout: Layout, role: str, seed: str | None) -> Path:
     return max(scored, key=lambda item: item[0])[1]
 
 
-def resolve_model_file(root: Path, params_file: Path, choice: str) -> Path:
-    """'champion' -> the registry alias's model file (downloaded from its run); a role (`resnet`, or `resnet@2` for
-    one seed) -> a replicate's models/<role>/seed_<seed>.pt; anything else -> a path."""
+def load_classifier(root: Path, params_file: Path, choice: str) -> tuple[ImageClassifier, str]:
+    """The served model's classifier (`serving.ImageClassifier`) and where it came from.
+
+    'champion' -> the registered model's @champion version (its weights file, loaded weights_only);
+    a role (`resnet`, or `resnet@2` for one seed) -> a replicate's models/<role>/seed_<seed>.pt; anything else -> a
+    model file path. Either way images go through the same `ImageClassifier.classify`.
+    """
     layout = Layout(root)
     role, _, seed = choice.partition("@")
     if role in ROLES:
-        return replicate_file(layout, role, seed or None)
+        path = replicate_file(layout, role, seed or None)
+        return ImageClassifier.from_model_file(path), str(path)
     if choice != "champion":
-        return Path(choice)
+        return ImageClassifier.from_model_file(Path(choice)), choice
     from . import tracking
 
     params = load_params(params_file)
     tracking.setup(root, params.mlflow.experiment_name)
     name = params.mlflow.registered_model_name
     try:
-        run_id = tracking.champion_run_id(name)
+        version = tracking.MlflowClient().get_model_version_by_alias(name, "champion").version
     except tracking.mlflow.exceptions.MlflowException:
         raise FileNotFoundError(f"no model has the alias @champion in registered model {name!r} "
                                 f"({tracking.tracking_uri(root)}); run `dvc repro` first, or pass "
                                 f"--model baseline|resnet|PATH") from None
-    local = tracking.mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoint")
-    files = sorted(Path(local).glob("*.pt"))
+    uri = f"models:/{name}@champion"
+    # The registered model's own weights file, read weights_only into the class the server runs: the same code
+    # path as `mlflow models serve`, without executing code that the tracking store holds.
+    local = Path(tracking.mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    files = sorted(local.rglob("*.pt"))
     if not files:
-        raise FileNotFoundError(f"run {run_id} has no checkpoint/*.pt artifact")
-    return files[0]
-
-
-@torch.no_grad()
-def classify(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
-    """(S, S, 3) uint8 -> class probabilities."""
-    x = torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0).float() / 255  # (1, 3, S, S); a writable copy
-    return torch.softmax(model(x), 1)[0].numpy()
+        raise ValueError(f"{uri} (version {version}) holds no weights file: it was logged by an older reslab; "
+                         "rerun `dvc repro`")
+    return ImageClassifier.from_model_file(files[0]), f"{uri}, version {version}"
 
 
 def main(root: Path, params_file: Path, images: list[Path], model_choice: str, top: int) -> int:
-    model_file = resolve_model_file(root, params_file, model_choice)
-    model, meta = load_model_file(model_file)
-    classes, size = meta["classes"], meta["image_size"]
-    print(f"model: {meta['model']} ({model_choice}, {model_file}), {len(classes)} classes, {size}px")
+    classifier, source = load_classifier(root, params_file, model_choice)
+    classes = classifier.classes
+    print(f"model: {classifier.architecture} ({model_choice}, {source}), {len(classes)} classes, "
+          f"{classifier.image_size}px")
     files, problems = collect(images)
     for entry, why in problems:
         print(f"{entry}: skipped: {why}", file=sys.stderr)
@@ -124,21 +122,20 @@ def main(root: Path, params_file: Path, images: list[Path], model_choice: str, t
         with warnings.catch_warnings(record=True) as caught:  # a decoder's warnings name the file they are about
             warnings.simplefilter("always")
             try:
-                image = load_resized(str(f), size)
+                data = f.read_bytes()
             except OSError as e:
-                image = None
-                print(f"{f}: error: {_open_error(e)}", file=sys.stderr)
-            except Exception as e:  # noqa: BLE001 - any decode failure of a user file is reported, the rest go on
-                image = None
-                print(f"{f}: error: not a readable image ({type(e).__name__}: {e})", file=sys.stderr)
+                data, error = None, _open_error(e)
+            if data is not None:  # the served model's own path: decode, resize, classify
+                row = classifier.classify([data]).iloc[0]
+                error = row["error"]
         for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
             print(f"{f}: warning: {message}", file=sys.stderr)
-        if image is None:
+        if error is not None:
             failures += 1
+            print(f"{f}: error: {error}", file=sys.stderr)
             continue
-        probs = classify(model, image)
-        best = np.argsort(-probs)[:top]
-        print(f"{f}: " + ", ".join(f"{classes[i]} {probs[i]:.1%}" for i in best))
+        best = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:top]
+        print(f"{f}: " + ", ".join(f"{name} {p:.1%}" for name, p in best))
     return 1 if failures else 0
 
 

@@ -12,10 +12,14 @@ def main(root: Path, params_file: Path) -> int:
     if not md.is_file():
         print(f"{md}: not found; run `dvc repro` first")
         return 2
-    print(md.read_text().split("## Per-class")[0].rstrip())
+    print(md.read_text().split("## Per replicate")[0].rstrip())
     from .tracking import tracking_uri
 
+    uri = tracking_uri(root)
     print(f"\nFull report: {md.relative_to(root)}; figures: {layout.figures.relative_to(root)}/")
-    print(f"Open the runs:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri(root)} --host 127.0.0.1 "
-          f"--port 5000   # then http://127.0.0.1:5000")
+    if uri.startswith(("http://", "https://")):
+        print(f"Open the runs: {uri} (the tracking server's UI)")
+    else:
+        print(f"Open the runs (after `source .venv/bin/activate`):  mlflow ui --backend-store-uri {uri} "
+              "--host 127.0.0.1 --port 5000   # then http://127.0.0.1:5000")
     return 0

@@ -17,14 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from ..config import AugmentConfig
+from ..config import AUGMENT_RANGES, AugmentConfig
 
 
 def scaled(cfg: AugmentConfig) -> dict[str, float]:
     """The effective ranges at cfg.magnitude."""
     m = cfg.magnitude
-    return {"rotation": cfg.rotation * m, "shift": cfg.shift * m, "shear": cfg.shear * m, "zoom": cfg.zoom * m,
-            "brightness": cfg.brightness * m, "hflip": 0.5 if (cfg.hflip and m > 0) else 0.0}
+    return {**{name: getattr(cfg, name) * m for name in AUGMENT_RANGES}, "hflip": 0.5 if (cfg.hflip and m > 0) else 0.0}
 
 
 def study_transforms(cfg: AugmentConfig) -> v2.Compose:

@@ -10,6 +10,17 @@ _BAR_COLOR = "tab:gray"
 _TRUE_COLOR = "tab:green"
 
 
+def _checked_images(images: np.ndarray, labels: list, what: str) -> np.ndarray:
+    """(N, H, W, 3) uint8 images with one label each, or a ValueError naming what is wrong."""
+    imgs = _to_hwc_uint8(images)
+    n = imgs.shape[0]
+    if n == 0:
+        raise ValueError("images must contain at least one image")
+    if len(labels) != n:
+        raise ValueError(f"need one {what} per image, got {len(labels)} for {n} images")
+    return imgs
+
+
 def _to_hwc_uint8(images: np.ndarray) -> np.ndarray:
     """Convert (N,H,W,3) uint8 or (N,3,H,W) float in [0,1] to (N,H,W,3) uint8."""
     arr = np.asarray(images)
@@ -49,12 +60,8 @@ def image_grid(images: np.ndarray, labels: list[str], ncols: int = 8, title: str
     Returns:
         Figure with rows * cols axes; tiles beyond N are blank (axis off).
     """
-    imgs = _to_hwc_uint8(images)
+    imgs = _checked_images(images, labels, "label")
     n = imgs.shape[0]
-    if n == 0:
-        raise ValueError("images must contain at least one image")
-    if len(labels) != n:
-        raise ValueError(f"need one label per image, got {len(labels)} labels for {n} images")
     nrows, ncols = _grid_shape(n, ncols)
     tile = 1.6
     fig, axes = plt.subplots(nrows, ncols, figsize=(tile * ncols, tile * nrows + 0.4 + (0.4 if title else 0)),
@@ -93,12 +100,8 @@ def prediction_figure(
     Returns:
         Figure with N * (1 + number of models) axes.
     """
-    imgs = _to_hwc_uint8(images)
+    imgs = _checked_images(images, true_labels, "true label")
     n = imgs.shape[0]
-    if n == 0:
-        raise ValueError("images must contain at least one image")
-    if len(true_labels) != n:
-        raise ValueError(f"need one true label per image, got {len(true_labels)} for {n} images")
     if not probs_by_model:
         raise ValueError("probs_by_model must contain at least one model")
     n_classes = len(class_names)

@@ -106,6 +106,7 @@ def write_outputs(layout: Layout, result: dict, replicates: dict[str, list[Repli
 
 def main(root: Path, params_file: Path) -> dict:
     params = load_params(params_file)
+    tracking.check_store(root)  # a tracking server that is down fails the stage before the test-split inference
     layout = Layout(root)
     precision = setup_runtime(params.train, who="evaluate")
     test = load_prepared(layout.prepared_dir, "test")

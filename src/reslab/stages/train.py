@@ -22,6 +22,7 @@ from ..data.prepared import load_prepared
 from ..data.splitting import read_split
 from ..layout import Layout
 from ..models.serialization import save_model_file
+from ..tracking import check_store
 from ..tracking.training_run import training_run
 from ..training import (FitResult, Recipe, augmented_examples, recipe_from_params, resumable_state, setup_runtime,
                         train_classifier)
@@ -74,6 +75,7 @@ def main(root: Path, params_file: Path, role: str, seed: int | None = None, prog
 
 def train_replicate(root: Path, params: Params, role: str, seed: int, progress: bool = True) -> dict:
     """DVC stage instance train_<role>@<seed>: one resumable training run, recorded in MLflow."""
+    check_store(root)  # a tracking server that is down fails the stage now, not after loading data and training
     layout = Layout(root)
     name = f"train_{role}"
     precision = setup_runtime(params.train, who=f"{name}@{seed}")
@@ -109,8 +111,7 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
         model_file.parent.mkdir(parents=True, exist_ok=True)
         save_model_file(model_file, model, name=recipe.model, model_args=recipe.model_args, classes=train.classes,
                         image_size=recipe.image_size, extra={"role": role, "seed": seed, "mlflow_run_id": run.run_id})
-        model_uri = run.log_result(summary, result.history, model, model_file=model_file,
-                                   image_size=recipe.image_size, num_classes=len(train.classes),
+        model_uri = run.log_result(summary, result.history, model_file=model_file,
                                    title=f"{name}@{seed} ({recipe.model})")
         for path in (layout.replicate_metrics(role, seed), layout.replicate_history(role, seed)):
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,22 +17,6 @@ from .replicated import (BOOTSTRAP_LEVELS, compare_replicates, hierarchical_boot
                          sign_count)
 from .verdict import VERDICT_RULE, comparison_verdict, minimum_detectable_effect, verdict_rule
 
-__all__ = [
-    "confusion_matrix",
-    "classification_report",
-    "paired_bootstrap_diff",
-    "mcnemar_exact",
-    "accuracy_ci",
-    "BOOTSTRAP_LEVELS",
-    "replicate_summary",
-    "hierarchical_bootstrap_diff",
-    "probability_of_improvement",
-    "sign_count",
-    "replicate_mcnemar",
-    "replicated_diff_ci",
-    "compare_replicates",
-    "VERDICT_RULE",
-    "verdict_rule",
-    "minimum_detectable_effect",
-    "comparison_verdict",
-]
+from . import classification, paired, replicated, verdict  # noqa: E402
+
+__all__ = [*classification.__all__, *paired.__all__, *replicated.__all__, *verdict.__all__]

@@ -7,6 +7,8 @@ import numpy as np
 from ._inputs import check_labels, check_pair
 
 
+__all__ = ["confusion_matrix", "classification_report"]
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Count (true, predicted) label pairs.
 

@@ -25,6 +25,8 @@ from ._inputs import as_1d, as_bool, check_confidence, check_n_resamples, check_
 _BOOTSTRAP_CHUNK_ELEMENTS = 8_000_000
 
 
+__all__ = ["paired_bootstrap_diff", "mcnemar_exact", "accuracy_ci"]
+
 def paired_bootstrap_diff(
     correct_a: np.ndarray,
     correct_b: np.ndarray,

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import ssl
 import subprocess
+import sys
+import urllib.error
+import urllib.request
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..config.sections import ConfigError
 
 # No telemetry and no network from a library import: set before mlflow is imported anywhere in this process.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -29,16 +36,89 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
 
 
+SERVER_PROBE_TIMEOUT_S = 10.0  # one bounded request: MLflow's own client retries a dead server for minutes
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy stores other than SQLite, e.g. postgresql+psycopg
+
+
+class TrackingServerError(ConfigError):
+    """MLFLOW_TRACKING_URI names an MLflow tracking server that does not answer (or cannot reach its store)."""
+
+
 def _is_local(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "file:", "postgresql", "mysql", "mssql")) or "://" not in uri
+    """A store that lives in one folder of this machine: an SQLite file, a file: store, a plain path.
+
+    A database server (postgresql://...) is not: runs may come from several machines, and no project folder is
+    theirs to share; see `check_store`."""
+    return uri.startswith(("sqlite:", "file:")) or ("://" not in uri and not uri.startswith("databricks"))
+
+
+def _scheme(uri: str) -> str:
+    """'http', 'postgresql', ... ('postgresql+psycopg' -> 'postgresql'); '' for a plain path."""
+    return uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+
+
+def _redacted(uri: str) -> str:
+    """The URI without a password, for messages."""
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", uri)
+
+
+def _probe_server(uri: str, timeout: float = SERVER_PROBE_TIMEOUT_S) -> None:
+    """One request to the tracking server that also reaches its backend store; raise TrackingServerError unless
+    it answers. A refusal of credentials (401/403) counts as an answer: MLflow's client sends them later."""
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code < 500:  # 404: no such experiment; 401/403: credentials wanted
+            return
+        problem = f"it answered HTTP {e.code} ({e.reason}): its backend store may be down; see the server's log"
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, ssl.SSLError):  # certificates: MLflow's client has its own TLS settings
+            return
+        problem = f"no answer ({e.reason})"
+    except OSError as e:  # a timeout while reading, a reset connection
+        problem = f"no answer within {timeout:g} s ({e})"
+    raise TrackingServerError(
+        f"the MLflow tracking server MLFLOW_TRACKING_URI={_redacted(uri)} is not reachable: {problem}. Start it "
+        "(on the server machine: scripts/mlflow_server.sh start DIR, which prints the URI to use), or unset "
+        "MLFLOW_TRACKING_URI to record runs in this project's own mlflow.db")
+
+
+_warned_database: set[str] = set()
+
+
+def check_store(root: Path) -> str:
+    """Check the tracking store before a stage does any work, and return its URI.
+
+    A tracking server (http, https) must answer one bounded request, else TrackingServerError: a stage never
+    trains for nothing because its results cannot be recorded. A database URI (postgresql://...) with no server in
+    front is allowed, with a warning: runs and metrics are shared, but artifacts (models, figures) go to MLflow's
+    default folder, ./mlruns, on whichever machine creates the experiment, where other machines cannot reach them.
+    Several machines need scripts/mlflow_server.sh (a server on the same database, with proxied artifacts).
+    """
+    uri = tracking_uri(root)
+    scheme = _scheme(uri)
+    if scheme in ("http", "https"):
+        _probe_server(uri)
+    elif scheme in DATABASE_SCHEMES and uri not in _warned_database:
+        _warned_database.add(uri)
+        print(f"reslab: warning: MLFLOW_TRACKING_URI is a {scheme} database with no MLflow server in front: "
+              "artifacts (models, figures) stay on the machine that creates the experiment (MLflow's default "
+              "./mlruns). For several machines, start scripts/mlflow_server.sh on this database and set "
+              "MLFLOW_TRACKING_URI=http://HOST:PORT instead.", file=sys.stderr)
+    return uri
 
 
 def setup(root: Path, experiment_name: str) -> str:
-    """Point MLflow at the project's store and return the experiment id (created on first use).
+    """Point MLflow at the project's store (checked by `check_store`) and return the experiment id (created on
+    first use).
 
-    Artifacts of a local store go to <root>/mlartifacts; a tracking server keeps its own artifact root.
+    Artifacts of a local store go to <root>/mlartifacts. A tracking server keeps them where its
+    --artifacts-destination says (nothing is written into the project); a database without a server leaves them
+    to MLflow's default location.
     """
-    uri = tracking_uri(root)
+    uri = check_store(root)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment_name)
@@ -141,23 +221,24 @@ def log_dataset(df, source: Path, name: str, context: str) -> None:
         mlflow.log_input(dataset, context=context)
 
 
-def log_model(model, image_size: int, num_classes: int, name: str = "model") -> str:
-    """Log the network in MLflow's default "pt2" format (torch.export: a traced graph, no pickle), with an
-    input/output signature and a batch-of-2 example so the batch dimension stays dynamic; returns the model URI."""
-    import numpy as np
-    import torch
-    import torchvision
-    from mlflow.models import infer_signature
+def log_model(model_file: Path, name: str = "model") -> str:
+    """Log the served model (`reslab.serving`): a pyfunc logged from code (`serving.MODEL_CODE`, no pickle) whose
+    one artifact is the weights-only `model_file`; encoded images in, class names and probabilities out, with that
+    signature and a real PNG as input example. Returns the model URI."""
+    import tempfile
+    from importlib.metadata import version
 
-    model = model.float().to("cpu", memory_format=torch.contiguous_format).eval()
-    example = np.zeros((2, 3, image_size, image_size), np.float32)
-    with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
-    info = mlflow.pytorch.log_model(
-        model, name=name, signature=infer_signature(example, output), input_example=example,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
-                          f"torchvision=={torchvision.__version__.split('+')[0]}"],  # skips slow inference
-    )
+    from .. import serving
+
+    # Explicit requirements skip MLflow's slow inference; reslab itself must be installed where the model loads.
+    requirements = [f"{dist}=={version(dist).split('+')[0]}" for dist in ("torch", "pillow", "numpy", "pandas")]
+    with tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp) / serving.MODEL_CODE_FILE
+        code.write_text(serving.MODEL_CODE)
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=str(code), artifacts={serving.MODEL_FILE: str(model_file)},
+            signature=serving.SIGNATURE, input_example=serving.input_example(), pip_requirements=requirements,
+        )
     return info.model_uri
 
 
@@ -181,12 +262,6 @@ def set_champion(model_uri: str, registered_name: str, run_id: str, alias: str =
     version = mlflow.register_model(model_uri, registered_name, tags={"source_run_id": run_id})
     client.set_registered_model_alias(registered_name, alias, version.version)
     return str(version.version)
-
-
-def champion_run_id(registered_name: str, alias: str = "champion") -> str:
-    """The training run behind the model version that `alias` points at."""
-    mv = MlflowClient().get_model_version_by_alias(registered_name, alias)
-    return (mv.tags or {}).get("source_run_id") or mv.run_id
 
 
 def log_figure(fig, artifact_file: str) -> None:

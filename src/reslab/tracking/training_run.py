@@ -66,16 +66,16 @@ class TrainingRun:
         """One finished epoch at step=epoch (the training loop's `on_epoch_end`)."""
         log_epoch(row)
 
-    def log_result(self, summary: dict[str, float], history: list[dict[str, float]], model, *, model_file: Path,
-                   image_size: int, num_classes: int, title: str) -> str:
-        """Summary metrics, the learning curves, the weights file as `checkpoint/<file>` and the model in MLflow's
-        format; returns the logged model's URI."""
+    def log_result(self, summary: dict[str, float], history: list[dict[str, float]], *, model_file: Path,
+                   title: str) -> str:
+        """Summary metrics, the learning curves and the served model (`tracking.log_model`: a pyfunc built from the
+        weights file `model_file`, which it carries as its artifact, so what is served is exactly what was saved);
+        returns the logged model's URI."""
         from .. import plots
 
         mlflow.log_metrics({k: float(v) for k, v in summary.items()})
         log_figure(plots.learning_curves(history, title=title), "figures/learning_curves.png")
-        mlflow.log_artifact(str(model_file), artifact_path="checkpoint")
-        return log_model(model, image_size, num_classes)
+        return log_model(model_file)
 
 
 FAMILY_TAG = "family"  # the recipe + data fingerprint that a role's replicates share (their seed aside)

@@ -14,9 +14,7 @@ import torch
 from torch import nn
 
 from .. import hardware
-from ..config import ConfigError
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from ..config import PRECISIONS, ConfigError
 
 
 def resolve_device(setting: str = "auto") -> torch.device:
