@@ -25,7 +25,7 @@ def test_repository_params_load():
     assert params.train.batch_size == 32 and params.train.lr == pytest.approx(1e-3)
     # the replicated study's defaults: 3 seeds, a budget that lets both models converge, no stop in the first epochs
     assert params.replicates.seeds == (1, 2, 3)
-    assert (params.train.epochs, params.train.patience, params.train.min_epochs) == (40, 5, 10)
+    assert (params.train.epochs, params.train.patience, params.train.min_epochs) == (40, 10, 20)
     # the fair comparison: both models get the same augmentation by default
     assert params.train_baseline.augment and params.train_resnet.augment
 

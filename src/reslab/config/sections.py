@@ -55,8 +55,8 @@ class TrainConfig:
     epochs: int = 40  # cap
     batch_size: int = 32
     lr: float = 1e-3  # Adam, as in the study
-    patience: int = 5  # epochs without val_loss improvement before stopping (0 = never stop early)
-    min_epochs: int = 10  # early stopping never ends training before this epoch (the first epochs are noisy)
+    patience: int = 10  # epochs without val_loss improvement before stopping (0 = never stop early)
+    min_epochs: int = 20  # early stopping never ends training before this epoch (the first epochs are noisy)
     precision: Literal[PRECISIONS] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int = 0  # torch intra-op threads; 0 = all cores (divided between sweep workers)
