@@ -20,7 +20,7 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test setup data repro report clean-runs lock lock-upgrade
+.PHONY: run test setup data repro report clean-runs lock lock-upgrade plots chromium screenshots
 
 setup: $(STAMP)
 
@@ -87,6 +87,21 @@ run: repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# DVC's plots page, dvc_plots/index.html: it carries its chart library (.dvc/plots/offline_page.html), so it works
+# offline. Regenerate the templates in .dvc/plots/ with scripts/dvc_plot_templates.py (needs vl-convert-python).
+plots: $(STAMP)
+	$(BIN)/dvc plots show
+
+# Debian's Chromium for the screenshots (installed only when missing, and only as root).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "Chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+# The MLflow UI comparing the two models' training runs, after `make run`: docs/images/mlflow_*.png.
+screenshots: $(STAMP) chromium
+	$(BIN)/python scripts/mlflow_compare_screenshots.py --out docs/images
 
 # Forget MLflow runs, Optuna journals and resume checkpoints (not data, params or DVC outputs).
 clean-runs:

@@ -167,8 +167,6 @@ class Browser:
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         self.call("Page.enable", session=True)
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
 
     def call(self, method: str, session: bool = False, timeout: float = 60, **params) -> dict:
         """Send one command and return its result (events that arrive meanwhile are dropped)."""
@@ -197,16 +195,25 @@ class Browser:
         result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True)
         return result.get("result", {}).get("value")
 
-    def open(self, url: str, ready: str, timeout: float, settle_s: float = 2.0) -> None:
-        """Navigate to `url` and wait until the JavaScript expression `ready` is true (at most `timeout` seconds),
-        then `settle_s` more for transitions to finish."""
-        self.call("Page.navigate", session=True, url=url)
+    def wait(self, condition: str, timeout: float, what: str) -> None:
+        """Poll the JavaScript expression `condition` until it is true, at most `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while not self.evaluate(ready):
+        while not self.evaluate(condition):
             if time.monotonic() > deadline:
-                raise ScreenshotError(f"{url} did not finish drawing within {timeout:g} s (waited for: {ready})")
+                raise ScreenshotError(f"{what}: not there within {timeout:g} s (waited for: {condition})")
             time.sleep(0.5)
-        time.sleep(settle_s)
+
+    def open(self, page: "Page", timeout: float, width: int, settle_s: float = 2.0) -> None:
+        """Load `page` at its height, take its steps, and wait until it has drawn (each wait at most `timeout`)."""
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=page.height,
+                  deviceScaleFactor=1, mobile=False)
+        self.call("Page.navigate", session=True, url=page.url)
+        for condition, action in page.steps:
+            self.wait(condition, timeout, page.file)
+            self.evaluate(action)
+        self.wait(page.ready, timeout, page.file)
+        self.evaluate(CLEAN_UP)
+        time.sleep(settle_s)  # transitions, and the charts' resize after the side panel closed
 
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", session=True, format="png")["data"]
@@ -233,28 +240,56 @@ def _text_has(*needles: str) -> str:
     return " && ".join(f"document.body.innerText.includes({json.dumps(n)})" for n in needles) or "true"
 
 
-PLOTLY_TRACES = "document.querySelectorAll('.js-plotly-plot .trace').length"
+def _count(selector: str) -> str:
+    return f"document.querySelectorAll({json.dumps(selector)}).length"
 
 
-def pages(base: str, cmp: Comparison) -> dict[str, tuple[str, str]]:
-    """{file name: (URL, JavaScript that is true once the page has drawn)}."""
+# The run list's expand buttons, which show a family run's replicates (collapsed at first; the UI then remembers).
+EXPANDERS = 'button[data-component-id$="runnamecellrenderer.tsx_46"]'
+CHART_SEARCH = 'input[placeholder="Search metric charts"]'
+# Types into the charts' search box the way React sees typing (the native setter, then an input event).
+SEARCH_CHARTS = ("((box, text) => { Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set"
+                 ".call(box, text); box.dispatchEvent(new Event('input', {bubbles: true})); })"
+                 f"(document.querySelector({json.dumps(CHART_SEARCH)}), {{text}})")
+# Before the picture: close the MLflow Assistant side panel and hide Plotly's hover toolbars.
+CLEAN_UP = ("document.querySelector('[data-component-id=\"mlflow.assistant.chat_panel.close\"]')?.click();"
+            "document.head.insertAdjacentHTML('beforeend', '<style>.modebar-container{display:none}</style>')")
+
+
+@dataclass
+class Page:
+    file: str
+    url: str
+    ready: str  # JavaScript that is true once the page has drawn
+    steps: list[tuple[str, str]]  # (JavaScript condition to wait for, JavaScript to run then)
+    height: int
+
+
+def pages(base: str, cmp: Comparison, height: int, chart_search: str) -> list[Page]:
+    """The three pictures: the run list, the runs' metric charts, and MLflow's compare page."""
     names = [r.info.run_name for role in ROLES for r in cmp.runs[role]]
-    ids = ", ".join(f"'{i}'" for i in cmp.run_ids)
-    experiment = f"{base}/#/experiments/{cmp.experiment_id}/runs"
-    charts = urllib.parse.urlencode({"compareRunsMode": "CHART",
-                                     "searchFilter": f"attributes.run_id IN ({ids})"})
-    compare = urllib.parse.urlencode({"runs": json.dumps(cmp.run_ids), "experiments": json.dumps([cmp.experiment_id])})
     families = [f.info.run_name for f in cmp.families.values()]
-    return {
-        # The experiment's training runs: each role's family run with its replicates.
-        "mlflow_runs.png": (experiment, _text_has(*families)),
-        # The compared runs' metrics as charts: val_accuracy and the other per-epoch curves, one line per run.
-        "mlflow_compare_charts.png": (f"{experiment}?{charts}",
-                                      f"{_text_has('val_accuracy')} && {PLOTLY_TRACES} >= {len(cmp.run_ids)}"),
-        # MLflow's compare page: the runs' params and metrics side by side.
-        "mlflow_compare.png": (f"{base}/#/compare-runs?{compare}",
-                               f"{_text_has('test_accuracy', *names)} && {PLOTLY_TRACES} >= 1"),
-    }
+    experiment = f"{base}/#/experiments/{cmp.experiment_id}/runs"
+    ids = ", ".join(f"'{i}'" for i in cmp.run_ids)
+    only_these = f"attributes.run_id IN ({ids})"
+    # Expand the families unless their replicates are already listed (a click on an open one closes it).
+    expand = (f"{_count(EXPANDERS)} >= {len(families)}",
+              f"if (!({_text_has(*names)})) document.querySelectorAll({json.dumps(EXPANDERS)}).forEach(b => b.click())")
+    charts = urllib.parse.urlencode({"compareRunsMode": "CHART", "searchFilter": only_these})
+    compare = urllib.parse.urlencode({"runs": json.dumps(cmp.run_ids), "experiments": json.dumps([cmp.experiment_id])})
+    plotted = f"{_count('.js-plotly-plot .main-svg')} >= 1"
+    return [
+        # The experiment's training runs: each role's family run, expanded to its replicates.
+        Page("mlflow_runs.png", f"{experiment}?{urllib.parse.urlencode({'searchFilter': only_these})}",
+             _text_has(*families, *names), [expand], height),
+        # The compared runs' metrics as charts (the per-epoch curves as lines), those matching `chart_search`.
+        Page("mlflow_compare_charts.png", f"{experiment}?{charts}",
+             f"{_text_has('val_accuracy')} && {_count('.js-plotly-plot .trace')} >= {len(names)}",
+             [expand, (_count(CHART_SEARCH), SEARCH_CHARTS.replace("{text}", json.dumps(chart_search)))], height),
+        # MLflow's compare page: a parallel-coordinates plot, then the runs' params and metrics side by side.
+        Page("mlflow_compare.png", f"{base}/#/compare-runs?{compare}",
+             f"{_text_has('test_accuracy', *names)} && {plotted}", [], int(height * 2.4)),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1600)
     parser.add_argument("--height", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=120, help="seconds each page may take to draw")
+    parser.add_argument("--charts", default="accuracy", help="which metric charts to show (MLflow's chart search)")
     args = parser.parse_args(argv)
 
     import mlflow
@@ -293,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
             with server as base:
                 browser = Browser(chromium, args.width, args.height, Path(tmp) / "chromium-profile")
                 try:
-                    for name, (url, ready) in pages(base, cmp).items():
-                        browser.open(url, ready, args.timeout)
-                        browser.screenshot(out / name)
-                        print(f"{out / name}  <- {url}")
+                    for page in pages(base, cmp, args.height, args.charts):
+                        browser.open(page, args.timeout, args.width)
+                        browser.screenshot(out / page.file)
+                        print(f"{out / page.file}  <- {page.url}")
                 finally:
                     browser.close()
     except ScreenshotError as e:

@@ -121,6 +121,8 @@ def make_project(root: Path, data: Path, overrides: dict | None = None, git: boo
         run(["dvc", "init", "-q"], root)
         run(["dvc", "config", "core.analytics", "false"], root)
         run(["dvc", "config", "core.check_update", "false"], root)
+        shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the project's plot templates
+        run(["dvc", "config", "plots.html_template", "plots/offline_page.html"], root)
     return root
 
 

@@ -2,6 +2,8 @@
 kind of chart, and the page it writes works offline, one colour per learning curve (issue 10, points 2 and 9)."""
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import re
 import shutil
@@ -13,8 +15,6 @@ import pytest
 import yaml
 
 from conftest import REPO, run
-
-pytestmark = pytest.mark.slow
 
 CURVES_CSV = "plots/evaluate/learning_curves.csv"
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)
@@ -71,6 +71,7 @@ def marks(spec) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_each_declared_plot_is_rendered_once_as_its_kind(rendered, plots_project):
     curves = declared_curves()
     assert len(curves) == 2, curves
@@ -118,6 +119,7 @@ class _Sources(HTMLParser):
             self.images.append(attrs.get("src") or "")
 
 
+@pytest.mark.slow
 def test_page_loads_nothing_from_the_network(page, rendered):
     html = page.read_text(encoding="utf-8")
     sources = _Sources()
@@ -143,6 +145,7 @@ def _dump_dom(page: Path, profile: Path) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium; `make chromium`)")
 def test_page_draws_every_chart_offline(page, rendered, tmp_path):
     dom = _dump_dom(page, tmp_path / "chromium-profile")
@@ -160,3 +163,26 @@ def test_page_draws_every_chart_offline(page, rendered, tmp_path):
                   for line in lines if line.get("aria-roledescription") == "line mark"}
         assert set(stroke) == set(fields), f"{title}: lines drawn for {sorted(stroke)}"
         assert len(set(stroke.values())) == len(fields), f"{title}: colours {stroke}"
+
+
+def test_templates_are_what_their_script_writes():
+    """.dvc/plots/ holds what scripts/dvc_plot_templates.py writes: the curves template from the installed DVC, and
+    the page from the vl-convert-python named in its header (compared whole when that version is installed)."""
+    spec = importlib.util.spec_from_file_location("dvc_plot_templates", REPO / "scripts" / "dvc_plot_templates.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    folder = REPO / ".dvc" / "plots"
+    assert (folder / script.CURVES_FILE).read_text() == script.curves_template()
+
+    page = (folder / script.PAGE_FILE).read_text(encoding="utf-8")
+    assert "{plot_divs}" in page and "{scripts}" not in page  # DVC's CDN <script> tags have nowhere to go
+    assert page.count("<script") == 1 and "window.vegaEmbed=" in page
+    made_with = re.search(r"vl-convert-python\s+(\S+)", page).group(1)
+    try:
+        installed = importlib.metadata.version("vl-convert-python")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed == made_with:
+        assert page == script.offline_page(), "run python scripts/dvc_plot_templates.py"
+    assert run(["dvc", "config", "--project", "plots.html_template"], REPO).stdout.strip() == \
+        f"plots/{script.PAGE_FILE}", "a bare `dvc plots show` must use the offline page"

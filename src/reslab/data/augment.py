@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
 
 from ..config import AUGMENT_RANGES, AugmentConfig
 
@@ -26,8 +25,10 @@ def scaled(cfg: AugmentConfig) -> dict[str, float]:
     return {**{name: getattr(cfg, name) * m for name in AUGMENT_RANGES}, "hflip": 0.5 if (cfg.hflip and m > 0) else 0.0}
 
 
-def study_transforms(cfg: AugmentConfig) -> v2.Compose:
+def study_transforms(cfg: AugmentConfig):
     """Per-image torchvision v2 pipeline on PIL images or tensors -> float tensor in [0, 1]."""
+    from torchvision.transforms import v2  # only here: importing torchvision costs seconds per stage
+
     r = scaled(cfg)
     steps: list[nn.Module] = [v2.ToImage()]
     if cfg.magnitude > 0:

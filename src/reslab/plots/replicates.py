@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..statistics import replicate_summary
 
 BANDS = ("sd", "minmax")
 
@@ -31,6 +30,8 @@ def _finite_1d(name: str, x) -> np.ndarray:
 def _interval(name: str, interval, values: np.ndarray) -> tuple[float, float]:
     """The given (low, high), or the t-interval of the mean of `values` (NaN for a single value)."""
     if interval is None:
+        from ..statistics import replicate_summary  # scipy.stats: imported only when a figure needs it
+
         s = replicate_summary(values)
         return s["ci_low"], s["ci_high"]
     low, high = (float(v) for v in interval)

@@ -97,7 +97,7 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
         run.catch_up(done)  # epochs checkpointed but killed before they were logged
         if not run.inputs_logged:
             augment = BatchAugment(recipe.augment) if recipe.augment is not None else None
-            images, names = augmented_examples(train, augment, 32, recipe.seed)
+            images, names = augmented_examples(train, augment, 16, recipe.seed)
             run.log_inputs(recipe_params(recipe), {split: (read_split(layout.split_dir, split),
                                                            layout.split_dir / f"{split}.csv", context)
                                                    for split, context in (("train", "training"),
