@@ -10,8 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
+from . import offline  # noqa: F401, E402  (no telemetry from any library this command imports)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

@@ -40,8 +40,9 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .tracking import mlflow  # before any MLflow module: reslab.tracking sets MLflow's no-telemetry defaults
-from mlflow.models import ModelSignature  # noqa: I001
+from . import offline  # noqa: F401, I001  (before any MLflow module: no telemetry)
+import mlflow.pyfunc
+from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, DataType, Map, Schema
 
 from .data.prepared import load_resized

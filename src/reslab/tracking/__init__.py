@@ -20,10 +20,7 @@ import yaml
 
 from ..config.sections import ConfigError
 
-# No telemetry and no network from a library import: set before mlflow is imported anywhere in this process.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+from .. import offline  # noqa: F401  (before mlflow: no telemetry)
 
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
