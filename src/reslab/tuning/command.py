@@ -96,8 +96,8 @@ def main(root: Path, params_file: Path, *, role: str = "resnet", n_trials: int |
         print(f"best val_accuracy {record['val_accuracy']:.4f} at the best-val-loss epoch (trial "
               f"{record['trial_number']}): {record['optuna_params']}\nwrote {best_file}; `reslab tune --role {role} "
               f"--apply` writes it into train_{role} of params.yaml (or: {record['dvc_exp_run']})")
-    print(f"inspect: optuna trials --study-name {cfg.study_name} --storage {where}   |   "
-          f"optuna-dashboard {where}")
+    print(f"inspect (after `source .venv/bin/activate`): optuna trials --study-name {cfg.study_name} --storage "
+          f"{where}   |   optuna-dashboard {where} --host 127.0.0.1")
     return {"FINISHED": 0, "KILLED": 130, "FAILED": 1}[status]
 
 
@@ -136,5 +136,5 @@ def apply_best(root: Path, params_file: Path, cfg: TuneConfig, role: str, url: s
     for key, value in record["params"].items():
         print(f"  {key}: {json.dumps(value)}")
     print(f"`dvc repro` now retrains train_{role} with them; the same as an experiment, without editing "
-          f"params.yaml:\n  {record['dvc_exp_run']}")
+          f"params.yaml (after `source .venv/bin/activate`):\n  {record['dvc_exp_run']}")
     return 0
