@@ -18,14 +18,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ._inputs import as_1d, as_bool, check_confidence, check_n_resamples, check_pair
-
-# Caps the (chunk, n_examples) index matrix at ~8M int64 entries (~64 MB), so
-# memory stays bounded whatever n_resamples is, while numpy still does the work.
-_BOOTSTRAP_CHUNK_ELEMENTS = 8_000_000
-
+from ._inputs import as_1d, as_bool, check_confidence, check_pair
 
 __all__ = ["paired_bootstrap_diff", "mcnemar_exact", "accuracy_ci"]
+
 
 def paired_bootstrap_diff(
     correct_a: np.ndarray,
@@ -57,36 +53,14 @@ def paired_bootstrap_diff(
         {"diff": observed mean(b) - mean(a), "ci_low": float, "ci_high": float,
          "n_resamples": int, "confidence": float}
     """
+    from .replicated import hierarchical_bootstrap_diff  # one bootstrap engine: one replicate, images resampled
+
     a, b = check_pair("correct_a", correct_a, "correct_b", correct_b)
     a = as_bool("correct_a", a)
     b = as_bool("correct_b", b)
-    n_resamples = check_n_resamples(n_resamples)
-    check_confidence(confidence)
-
-    n = a.shape[0]
-    # The statistic is linear in per-example differences, so resampling the
-    # difference vector is equivalent to resampling both arrays jointly.
-    d = b.astype(np.int8) - a.astype(np.int8)
-    diff = float(d.mean())
-
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
-    boot = np.empty(n_resamples, dtype=np.float64)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        # Sum of int8 -1/0/1 values; int64 accumulator avoids overflow.
-        boot[start:stop] = d[idx].sum(axis=1, dtype=np.int64) / n
-
-    alpha = 1.0 - confidence
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return {
-        "diff": diff,
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "n_resamples": n_resamples,
-        "confidence": float(confidence),
-    }
+    r = hierarchical_bootstrap_diff(a[None, :], b[None, :], n_resamples=n_resamples, confidence=confidence,
+                                    seed=seed, levels="images")
+    return {key: r[key] for key in ("diff", "ci_low", "ci_high", "n_resamples", "confidence")}
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
