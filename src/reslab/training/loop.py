@@ -161,8 +161,9 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         checkpoint: Path | None = None, fingerprint: str = "", extra: dict | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
         should_stop: Callable[[int, dict[str, float]], bool] | None = None, progress: bool = True,
-        compile: bool = False, min_epochs: int = 0) -> FitResult:
-    """Adam training with early stopping on val loss; the best weights are restored into `model` at the end.
+        compile: bool = False, min_epochs: int = 0, restore_best: bool = True) -> FitResult:
+    """Adam training with early stopping on val loss; the best weights are restored into `model` at the end
+    (unless `restore_best` is False: then `model` keeps the last epoch's weights).
 
     With `checkpoint`, the full state (weights, optimizer, early-stopping counters, history, `extra`) is saved after
     every epoch and a later call with the same `fingerprint` continues after the last finished epoch. Each epoch
@@ -187,6 +188,8 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         progress: show progress bars.
         compile: train through `torch.compile(model)` (validation runs eagerly: no second compile for eval mode).
         min_epochs: early stopping never ends training before this epoch (the first epochs' val loss is noisy).
+        restore_best: load the best-val-loss epoch's weights into `model` at the end (False: keep the last ones,
+            as Keras' EarlyStopping without restore_best_weights, or a fixed-budget study of optimisation).
     """
     optimizer = make_optimizer(model, lr)
     step_model = compile_model(model, precision.device) if compile else model
@@ -238,6 +241,6 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         if on_epoch_end is not None:
             on_epoch_end(row)
         bar.set_postfix(val_loss=f"{va['loss']:.3f}", val_acc=f"{va['accuracy']:.3f}", refresh=False)
-    if best_state is not None:
+    if restore_best and best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(history, best_epoch, best_val_loss, stopped and len(history) < epochs, resumed_from, extra)

@@ -32,6 +32,7 @@ class Recipe:
     augment: Any = None  # an AugmentConfig, or None for no augmentation
     compile: bool = False
     min_epochs: int = 0  # early stopping never ends training before this epoch
+    restore_best: bool = True  # end with the best-val-loss epoch's weights (False: the last epoch's)
 
 
 def recipe_from_params(params: Any, role: str, seed: int | None = None) -> Recipe:
@@ -79,5 +80,6 @@ def train_classifier(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, pr
     result = fit(model, train_loader, val_loader, epochs=recipe.epochs, lr=recipe.lr, patience=recipe.patience,
                  precision=precision, seed=recipe.seed, augment=augment, checkpoint=checkpoint,
                  fingerprint=fingerprint, extra=extra, on_epoch_end=on_epoch_end, should_stop=should_stop,
-                 progress=progress, compile=recipe.compile, min_epochs=recipe.min_epochs)
+                 progress=progress, compile=recipe.compile, min_epochs=recipe.min_epochs,
+                 restore_best=recipe.restore_best)
     return model, result
