@@ -81,7 +81,8 @@ class TrainingRun:
 FAMILY_TAG = "family"  # the recipe + data fingerprint that a role's replicates share (their seed aside)
 
 
-def family_run(experiment_id: str, stage: str, family: str, tags: dict[str, str]) -> str:
+def family_run(experiment_id: str, stage: str, family: str, tags: dict[str, str],
+               run_name: str | None = None) -> str:
     """The parent run that groups a role's replicates (one child run per seed), created FINISHED on first use.
 
     Replicates of the same recipe on the same data share it, so a seed added later joins its siblings; a changed
@@ -92,7 +93,7 @@ def family_run(experiment_id: str, stage: str, family: str, tags: dict[str, str]
                                max_results=1)
     if found:
         return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name=f"{stage} (replicates)",
+    run = client.create_run(experiment_id, run_name=run_name or f"{stage} (replicates)",
                             tags={**tags, FAMILY_TAG: family, "kind": "family", "stage": stage})
     client.set_terminated(run.info.run_id, status="FINISHED")
     return run.info.run_id
@@ -100,7 +101,8 @@ def family_run(experiment_id: str, stage: str, family: str, tags: dict[str, str]
 
 @contextmanager
 def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, ledger: Path, fingerprint: str,
-                 family: str, tags: dict[str, str]) -> Iterator[TrainingRun]:
+                 family: str, tags: dict[str, str], run_name: str | None = None,
+                 family_name: str | None = None) -> Iterator[TrainingRun]:
     """The replicate's MLflow run, resumed when an earlier attempt of the same configuration was killed (see
     `tracking.start_stage_run`); FINISHED when the block ends, FAILED when it raises. It is a child of the role's
     family run (`family_run`). The caller deletes `ledger` with the stage's resume checkpoint once its outputs are
@@ -115,11 +117,15 @@ def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, led
         fingerprint: the training configuration's fingerprint, as in the checkpoint.
         family: the fingerprint without the seed (groups the replicates).
         tags: tags beside the standard ones (git commit, data version, seed).
+        run_name: the replicate run's name; default `train_<role> seed <s> (<experiment or commit>)`.
+        family_name: the parent run's name when it is created; default `<stage> (replicates)`.
     """
     experiment_id = setup(root, experiment_name)
     all_tags = standard_tags(root, stage=stage, seed=str(seed), **tags)
-    parent = family_run(experiment_id, stage, family, {k: v for k, v in all_tags.items() if k != "seed"})
-    active, resumed = start_stage_run(ledger, experiment_id=experiment_id, run_name=run_label(stage, root, seed),
+    parent = family_run(experiment_id, stage, family, {k: v for k, v in all_tags.items() if k != "seed"},
+                        run_name=family_name)
+    active, resumed = start_stage_run(ledger, experiment_id=experiment_id,
+                                      run_name=run_name or run_label(stage, root, seed),
                                       fingerprint=fingerprint,
                                       tags={**all_tags, FAMILY_TAG: family, "mlflow.parentRunId": parent})
     with active:
