@@ -1,6 +1,7 @@
 # reslab: two commands on a fresh machine.
 #   make run    set up .venv, make sure the built-in data set is there, run the DVC pipeline, print the comparison
 #   make test   set up .venv, run the whole test suite (slow end-to-end tests included)
+#   make depth-study  the depth study, plain vs residual nets as depth grows (studies/depth/dvc.yaml; README)
 # Pinned installs: .venv gets the exact versions in $(LOCK), tested together on the Python named in its header.
 #   make lock          after changing dependencies in pyproject.toml (and `make setup`): pin what .venv holds
 #   make lock-upgrade  re-resolve every dependency to the newest release pyproject.toml allows (fresh .venv), pin
@@ -20,7 +21,8 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test setup data repro report clean-runs lock lock-upgrade plots chromium screenshots
+.PHONY: run test setup data repro report clean-runs lock lock-upgrade plots chromium screenshots parity-env parity \
+	depth-study
 
 setup: $(STAMP)
 
@@ -88,6 +90,11 @@ run: repro
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The depth study's own pipeline (its params: studies/depth/params.yaml, the CPU profile; `reslab depth-study
+# profile gpu` switches). It reads the main pipeline's split, so DVC runs filter and split first when needed.
+depth-study: data
+	$(BIN)/dvc repro studies/depth/dvc.yaml
+
 # DVC's plots page, dvc_plots/index.html: it carries its chart library (.dvc/plots/offline_page.html), so it works
 # offline. Regenerate the templates in .dvc/plots/ with scripts/dvc_plot_templates.py (needs vl-convert-python).
 plots: $(STAMP)
@@ -106,3 +113,20 @@ screenshots: $(STAMP) chromium
 # Forget MLflow runs, Optuna journals and resume checkpoints (not data, params or DVC outputs).
 clean-runs:
 	rm -rf mlflow.db mlartifacts mlruns .reslab tuning/*.log tuning/*.db
+
+# Parity with the study's own Keras code (benchmarks/parity.py; see the README). The reference runs in its own
+# TensorFlow venv, never in .venv; CI does not need it. PARITY_ARGS passes options, e.g. PARITY_ARGS="--seeds 0 1".
+REFERENCE ?= ../shared/reference
+SEEDREF_PYTHON ?= python3.11
+SEEDREF := .venv-seedref
+PARITY_ARGS ?=
+
+parity-env: $(SEEDREF)/.installed
+
+$(SEEDREF)/.installed: $(REFERENCE)/requirements-lock.txt
+	test -x $(SEEDREF)/bin/python || $(SEEDREF_PYTHON) -m venv $(SEEDREF)
+	$(SEEDREF)/bin/python -m pip install --quiet --progress-bar off -r $(REFERENCE)/requirements-lock.txt $(QUIET_PIP)
+	touch $@
+
+parity: $(STAMP) parity-env data
+	$(BIN)/python benchmarks/parity.py --reference $(REFERENCE) --reference-python $(SEEDREF)/bin/python $(PARITY_ARGS)

@@ -28,6 +28,11 @@ def test_repository_params_load():
     assert (params.train.epochs, params.train.patience, params.train.min_epochs) == (40, 10, 20)
     # the fair comparison: both models get the same augmentation by default
     assert params.train_baseline.augment and params.train_resnet.augment
+    # reslab's own recipe; every switch null (the recipe's value), the study's `original` only when asked for
+    assert params.train.recipe == "fair" and params.data.interpolation is None
+    assert (params.train.init, params.train.adam_eps, params.train.bn_momentum, params.train.bn_eps) == (None,) * 4
+    for stage in (params.train_baseline, params.train_resnet):
+        assert (stage.epochs, stage.patience, stage.min_epochs, stage.restore_best, stage.bn_frozen) == (None,) * 5
 
 
 def test_tune_section_is_typed():
@@ -58,6 +63,9 @@ def test_a_file_without_tune_section_gets_the_defaults(tmp_path):
                              r"heartbeat_interval \(60\)"),
     ("tune.pruner_percentile=100", r"tune\.pruner_percentile"),
     ("tune.study_name=' '", r"tune\.study_name"),
+    ("train.recipe=study", r"train\.recipe: 'study' is not one of 'fair' \| 'original'"),
+    ("train_baseline.restore_best=maybe",
+     r"train_baseline\.restore_best: 'maybe' is not a valid true \| false \| null"),
 ])
 def test_bad_values_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from reslab.models import ProjectionUnit, ResidualUnit, create_model, list_models
+from reslab.models import BasicBlock, ProjectionUnit, ResidualUnit, ShortcutA, create_model, list_models
 
 
 def n_trainable(m: torch.nn.Module) -> int:
@@ -102,3 +102,77 @@ def test_shortcut_false_removes_every_shortcut():
 def test_bad_model_requests_name_what_is_wrong(bad, match):
     with pytest.raises(ValueError, match=match):
         create_model(bad.pop("name"), num_classes=3, image_size=64, **bad)
+
+
+# He et al. 2016's CIFAR nets (models/cifar.py): the plain and residual families of depth 6n + 2
+
+CIFAR_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
+
+
+def cifar_hand_count(depth: int, widths=(16, 32, 64), num_classes: int = 10) -> int:
+    """The parameters of a CIFAR net by hand: convs have no bias (BN follows), BN has gamma and beta, option-A
+    shortcuts have none, so the plain and residual nets of a depth count the same."""
+    n = (depth - 2) // 6
+    total = 3 * 9 * widths[0] + 2 * widths[0]  # stem: 3x3 conv 3 -> 16, BN
+    chans = widths[0]
+    for width in widths:
+        for _ in range(n):
+            total += 9 * chans * width + 2 * width  # conv1 3x3 (chans -> width, the stride does not count) + BN
+            total += 9 * width * width + 2 * width  # conv2 3x3 + BN
+            chans = width
+    return total + widths[-1] * num_classes + num_classes  # linear head on the pooled 64 channels
+
+
+def test_the_hand_count_is_resnet_20_s_published_size():
+    assert cifar_hand_count(20) == 269_722  # He et al. 2016, Table 6: ResNet-20, 0.27M
+    assert round(cifar_hand_count(110) / 1e6, 1) == 1.7  # ResNet-110, 1.7M
+
+
+@pytest.mark.parametrize("family", ["cifar_plain", "cifar_resnet"])
+@pytest.mark.parametrize("depth", CIFAR_DEPTHS)
+def test_cifar_parameter_counts_match_the_hand_count(family, depth):
+    model = create_model(family, num_classes=10, image_size=32, depth=depth)
+    assert n_trainable(model) == cifar_hand_count(depth)
+    n = (depth - 2) // 6
+    assert n_running_stats(model) == 2 * (16 + 2 * n * (16 + 32 + 64))  # a BN after every conv: mean and var
+
+
+@pytest.mark.parametrize("depth", range(8, 57, 6))
+def test_both_cifar_families_train_at_every_depth(depth):
+    torch.manual_seed(0)
+    for family in ("cifar_plain", "cifar_resnet"):
+        model = create_model(family, num_classes=4, image_size=16, depth=depth)
+        blocks = [m for m in model.stages if isinstance(m, BasicBlock)]
+        assert len(blocks) == (depth - 2) // 2 and 1 + 2 * len(blocks) + 1 == depth  # stem + 2 per block + head
+        out = model(torch.rand(2, 3, 16, 16))
+        assert out.shape == (2, 4) and torch.isfinite(out).all()
+        out.logsumexp(1).mean().backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_plain_and_residual_nets_differ_only_in_the_addition():
+    plain = create_model("cifar_plain", num_classes=5, image_size=32, depth=14)
+    residual = create_model("cifar_resnet", num_classes=5, image_size=32, depth=14)
+    residual.load_state_dict(plain.state_dict())  # the same parameters and buffers, name for name
+    x = torch.rand(2, 3, 32, 32)
+    plain.eval()
+    residual.eval()
+    for block in residual.stages:  # a body of zeros leaves the shortcut: the block passes relu(shortcut(x)) on
+        torch.nn.init.zeros_(block.bn2.weight)
+    stem = residual.stem(x)
+    assert torch.equal(residual.stages(stem), torch.relu(ShortcutA(16, 64, 4)(stem)))
+    assert not torch.equal(plain(x), residual(x))
+
+
+def test_option_a_shortcut_subsamples_and_pads_with_zeros():
+    x = torch.arange(2 * 16 * 4 * 4, dtype=torch.float32).reshape(2, 16, 4, 4)
+    out = ShortcutA(16, 32, 2)(x)
+    assert out.shape == (2, 32, 2, 2)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2]) and not out[:, 16:].any()
+    assert sum(p.numel() for p in ShortcutA(16, 32, 2).parameters()) == 0
+
+
+@pytest.mark.parametrize("depth", [6, 9, 21, 0])
+def test_a_depth_not_of_the_form_6n_plus_2_names_the_valid_depths(depth):
+    with pytest.raises(ValueError, match=r"valid depths: 8, 14, 20, 26, 32"):
+        create_model("cifar_resnet", num_classes=3, image_size=32, depth=depth)

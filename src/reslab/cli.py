@@ -1,7 +1,8 @@
 """`reslab` command: the subcommands that DVC stages call, plus data generation, prediction and sweeps.
 
 Stage names in dvc.yaml, subcommands here and modules in reslab.stages agree: `reslab filter` runs
-reslab.stages.filter.main, and so on.
+reslab.stages.filter.main, and so on; `reslab depth-study STAGE` runs reslab.depth_study.stages.STAGE, a stage of
+studies/depth/dvc.yaml.
 """
 from __future__ import annotations
 
@@ -69,10 +70,62 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the role's best trial into train_ROLE of params.yaml (no tuning)")
     tune.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(tune)
+
+    study = sub.add_parser("depth-study", help="the depth study: plain vs residual nets as depth grows "
+                                               "(studies/depth/dvc.yaml)")
+    study_sub = study.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+    for name, help_ in (("prepare", "the main pipeline's split at the study's image size"),
+                        ("report", "test errors, the comparison per depth, report, figures, metrics")):
+        _add_study_common(study_sub.add_parser(name, help=help_))
+    cell = study_sub.add_parser("train", help="train one cell (stage train@FAMILY-DEPTH-SEED)")
+    cell.add_argument("--family", required=True, choices=["plain", "residual"])
+    cell.add_argument("--depth", required=True, type=int, help="weighted layers, 6n+2 (8, 14, 20, ...)")
+    cell.add_argument("--seed", required=True, type=int)
+    cell.add_argument("--progress", action="store_true", help="show progress bars within each epoch")
+    _add_study_common(cell)
+    profile = study_sub.add_parser("profile", help="write a profile (cpu, gpu, tiny) into the study's params file")
+    profile.add_argument("name", help="a file stem in studies/depth/profiles/")
+    _add_study_common(profile)
     return parser
 
 
+def _add_study_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, default=None,
+                   help="project root (default: the folder at or above the current one holding studies/depth)")
+    p.add_argument("--params", type=Path, default=None,
+                   help="the study's params file (default: ROOT/studies/depth/params.yaml)")
+
+
+def run_depth_study(args: argparse.Namespace) -> int:
+    """`reslab depth-study ACTION`: the stages of studies/depth/dvc.yaml (run there by DVC) and `profile`."""
+    from .depth_study.layout import StudyLayout, find_root
+
+    root = args.root.resolve() if args.root is not None else find_root(Path.cwd())
+    layout = StudyLayout(root)
+    params = args.params.resolve() if args.params is not None else layout.params
+    if args.study_command == "profile":
+        from .depth_study.profiles import apply_profile
+
+        changes = apply_profile(params, layout.profiles, args.name)
+        for key, old, new in changes:
+            print(f"{key}: {old} -> {new}")
+        print(f"profile {args.name}: {len(changes)} key(s) changed in {params}" if changes else
+              f"profile {args.name}: {params} already has its values")
+        return 0
+    from .depth_study import stages
+
+    if args.study_command == "prepare":
+        stages.prepare(root, params)
+    elif args.study_command == "train":
+        stages.train(root, params, args.family, args.depth, args.seed, progress=args.progress)
+    elif args.study_command == "report":
+        stages.report(root, params)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.command == "depth-study":
+        return run_depth_study(args)
     root = args.root.resolve() if hasattr(args, "root") else Path(".").resolve()
     params = (root / args.params) if hasattr(args, "params") and not args.params.is_absolute() else \
         getattr(args, "params", None)

@@ -21,6 +21,8 @@ def _type_name(tp: Any) -> str:
         return " | ".join(_type_name(a) for a in typing.get_args(tp))
     if tp is type(None):
         return "null"
+    if tp is bool:
+        return "true | false"
     return getattr(tp, "__name__", str(tp))
 
 

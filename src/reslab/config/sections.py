@@ -11,6 +11,33 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision; see training.r
 AUGMENT_RANGES = ("rotation", "shift", "shear", "zoom", "brightness")  # AugmentConfig's ranges, scaled by magnitude
 MAX_MAGNITUDE = 3.0  # augment.magnitude: 1 = the study's ranges
 PRUNERS = ("median", "percentile", "hyperband", "none")
+RECIPES = ("fair", "original")  # train.recipe
+INITS = ("torch", "keras")  # train.init: PyTorch's layer defaults, or Keras' (glorot_uniform kernels, zero biases)
+INTERPOLATIONS = ("bilinear", "nearest")  # data.interpolation: prepare's resize
+
+# What `train.recipe: original` sets: the study's own Keras notebook (shared/reference/README.md, "What the notebook
+# does that reslab does not"; shared/reference/seed_notebook.py), shared by both roles and then per role. Each value
+# applies where its key is left null; `train.precision: auto` counts as unset. Keras' constants in PyTorch's terms:
+# BatchNormalization(momentum=0.99) keeps 0.99 of the running value, i.e. PyTorch momentum 0.01; Adam's epsilon
+# 1e-7 (Keras adds it to sqrt(v) before the bias correction, PyTorch after: the same value once 0.999**t is small).
+ORIGINAL_RECIPE: dict[str, dict[str, Any]] = {
+    "shared": {"init": "keras", "adam_eps": 1e-7, "bn_momentum": 0.01, "bn_eps": 1e-3, "precision": "fp32",
+               "interpolation": "nearest"},
+    # EarlyStopping(patience=3) on val_loss without restore_best_weights, model.fit(epochs=50), no augmentation
+    "baseline": {"augment": False, "epochs": 50, "patience": 3, "min_epochs": 0, "restore_best": False,
+                 "bn_frozen": False},
+    # a fixed 40-epoch GradientTape loop (no early stopping, last weights) calling model(x) without training=True,
+    # so BatchNormalization runs in inference mode throughout; the augmented generator
+    "resnet": {"augment": True, "epochs": 40, "patience": 0, "min_epochs": 0, "restore_best": False,
+               "bn_frozen": True},
+}
+# What `train.recipe: fair` sets where a switch is null: reslab's own choices (PyTorch's defaults; bn_* None leaves
+# the constants the model was built with). Its budget is the shared train.epochs / patience / min_epochs.
+FAIR_RECIPE: dict[str, Any] = {"init": "torch", "adam_eps": 1e-8, "bn_momentum": None, "bn_eps": None,
+                               "interpolation": "bilinear", "restore_best": True, "bn_frozen": False}
+SHARED_SWITCHES = ("init", "adam_eps", "bn_momentum", "bn_eps")  # train.<key>: null = the recipe's
+ROLE_SWITCHES = ("epochs", "patience", "min_epochs", "restore_best", "bn_frozen")  # train_<role>.<key>: likewise
+BUDGET_KEYS = ("epochs", "patience", "min_epochs")  # train.<key>: the fair recipe's budget, replaced by `original`
 
 
 class ConfigError(ValueError):
@@ -20,6 +47,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     image_size: int = 32  # px, square; 128 reproduces the study
+    interpolation: Literal[INTERPOLATIONS] | None = None  # prepare's resize; None = the recipe's (fair: bilinear)
 
 
 @dataclass(frozen=True)
@@ -54,13 +82,26 @@ class TrainConfig:
 
     epochs: int = 40  # cap
     batch_size: int = 32
-    lr: float = 1e-3  # Adam, as in the study
+    lr: float = 1e-3  # Adam, as in the study (the rate of the first epochs)
+    lr_milestones: tuple[int, ...] = ()  # epochs after which lr is multiplied by lr_gamma; () = constant (the study)
+    lr_gamma: float = 0.1
     patience: int = 10  # epochs without val_loss improvement before stopping (0 = never stop early)
     min_epochs: int = 20  # early stopping never ends training before this epoch (the first epochs are noisy)
     precision: Literal[PRECISIONS] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int = 0  # torch intra-op threads; 0 = all cores (divided between sweep workers)
     compile: bool = False  # torch.compile the training forward + backward (fuses BN/ReLU/adds; costs a compile)
+    recipe: Literal[RECIPES] = "fair"  # fair = reslab's; original = the study's notebook (ORIGINAL_RECIPE)
+    init: Literal[INITS] | None = None  # None = the recipe's (fair: torch, original: keras)
+    adam_eps: float | None = None  # None = the recipe's (fair: 1e-8, PyTorch's; original: 1e-7, Keras')
+    bn_momentum: float | None = None  # PyTorch convention (weight of the new batch); None = the recipe's
+    bn_eps: float | None = None  # None = the recipe's (fair: the model's own, PyTorch's 1e-5; original: 1e-3)
+
+    def precision_setting(self) -> str:
+        """`precision`, with `auto` resolved by the recipe first (original: fp32, as the notebook trained)."""
+        if self.precision == "auto" and self.recipe == "original":
+            return ORIGINAL_RECIPE["shared"]["precision"]
+        return self.precision
 
 
 @dataclass(frozen=True)
@@ -79,6 +120,13 @@ class ModelStageConfig:
     augment: bool = True  # False reproduces the study, where the plain CNN trained without augmentation
     augment_magnitude: float | None = None  # None = augment.magnitude; this model's own scale of augment's ranges
     lr: float | None = None  # None = train.lr
+    # None = the recipe's: fair takes train.epochs / patience / min_epochs, restores the best epoch's weights and
+    # trains BatchNorm normally; original takes the notebook's per role (ORIGINAL_RECIPE)
+    epochs: int | None = None
+    patience: int | None = None
+    min_epochs: int | None = None
+    restore_best: bool | None = None  # False: end with the last epoch's weights
+    bn_frozen: bool | None = None  # True: BatchNorm in inference mode while training (the study's ResNet bug)
 
 
 @dataclass(frozen=True)
@@ -137,6 +185,57 @@ class Params:
             raise ConfigError(f"unknown model role {role!r}; valid roles: {', '.join(stages)}")
         return stages[role]
 
+    def role_recipe(self, role: str) -> dict[str, Any]:
+        """The effective training switches of `role` with `train.recipe` resolved: {augment, SHARED_SWITCHES,
+        ROLE_SWITCHES}. An explicit (non-null) key wins; a null one takes the recipe's value: original's per role
+        (ORIGINAL_RECIPE), fair's (FAIR_RECIPE, the shared budget keys of train, the role's `augment`)."""
+        stage, train = self.model_stage(role), self.train
+        original = train.recipe == "original"
+        preset = {**ORIGINAL_RECIPE["shared"], **ORIGINAL_RECIPE[role]} if original else \
+            {**FAIR_RECIPE, **{k: getattr(train, k) for k in BUDGET_KEYS}, "augment": stage.augment}
+        out = {"augment": preset["augment"]}
+        for key in SHARED_SWITCHES:
+            out[key] = preset[key] if getattr(train, key) is None else getattr(train, key)
+        for key in ROLE_SWITCHES:
+            out[key] = preset[key] if getattr(stage, key) is None else getattr(stage, key)
+        return out
+
+    def interpolation(self) -> str:
+        """prepare's resize: `data.interpolation`, or the recipe's when null (fair: bilinear, original: nearest)."""
+        if self.data.interpolation is not None:
+            return self.data.interpolation
+        return ORIGINAL_RECIPE["shared"]["interpolation"] if self.train.recipe == "original" else \
+            FAIR_RECIPE["interpolation"]
+
+
+def _check_recipe(params: Params) -> None:
+    """Checks across sections: keys that `train.recipe: original` would silently replace, and each role's resolved
+    budget (min_epochs <= epochs)."""
+    train = params.train
+    if train.recipe == "original":
+        defaults = TrainConfig()
+        for key in BUDGET_KEYS:
+            if getattr(train, key) != getattr(defaults, key):
+                raise ConfigError(
+                    f"train.{key}: {getattr(train, key)!r} has no effect with train.recipe: original, whose "
+                    f"per-role budget replaces it (" + ", ".join(f"{r} {ORIGINAL_RECIPE[r][key]}" for r in ROLES)
+                    + f"); set train_<role>.{key} instead (e.g. train_{ROLES[0]}.{key}), or train.recipe: fair")
+        for role in ROLES:
+            value, preset = params.model_stage(role).augment, ORIGINAL_RECIPE[role]["augment"]
+            if value != ModelStageConfig().augment and value != preset:
+                raise ConfigError(
+                    f"train_{role}.augment: {str(value).lower()} has no effect with train.recipe: original, which "
+                    f"augments as the notebook did (" + ", ".join(f"{r} {str(ORIGINAL_RECIPE[r]['augment']).lower()}"
+                                                         for r in ROLES) + "); use train.recipe: fair to choose")
+    for role in ROLES:
+        resolved, stage = params.role_recipe(role), params.model_stage(role)
+        if resolved["min_epochs"] > resolved["epochs"]:
+            source = f"train_{role}" if stage.min_epochs is not None else (
+                "train" if train.recipe == "fair" else "train.recipe: original")
+            raise ConfigError(
+                f"train_{role}.min_epochs: {resolved['min_epochs']} (from {source}) is out of range; accepted: an "
+                f"integer from 0 to the role's epochs ({resolved['epochs']}); set train_{role}.min_epochs")
+
 
 def _check_ranges(obj: Any, prefix: str) -> None:
     """Value checks that types cannot express."""
@@ -175,6 +274,12 @@ def _check_ranges(obj: Any, prefix: str) -> None:
             fail("lr", obj.lr, "a number > 0")
         if obj.num_threads < 0:
             fail("num_threads", obj.num_threads, "0 (auto) or a positive integer")
+        ms = list(obj.lr_milestones)
+        if ms != sorted(set(ms)) or any(not 1 <= m < obj.epochs for m in ms):
+            fail("lr_milestones", ms, f"increasing epochs from 1 to train.epochs - 1 ({obj.epochs - 1}), e.g. "
+                                      f"[{max(1, round(0.8 * obj.epochs))}], or [] for a constant rate")
+        if not 0 < obj.lr_gamma <= 1:
+            fail("lr_gamma", obj.lr_gamma, "a number in (0, 1]")
         if not 0 <= obj.min_epochs <= obj.epochs:
             fail("min_epochs", obj.min_epochs, f"an integer from 0 to train.epochs ({obj.epochs})")
     if isinstance(obj, ReplicatesConfig):
@@ -186,6 +291,22 @@ def _check_ranges(obj: Any, prefix: str) -> None:
             fail("seeds", list(obj.seeds), "seeds >= 0")
     if isinstance(obj, ModelStageConfig) and obj.lr is not None and not obj.lr > 0:
         fail("lr", obj.lr, "null (use train.lr) or a number > 0")
+    if isinstance(obj, ModelStageConfig):
+        if obj.epochs is not None and obj.epochs < 1:
+            fail("epochs", obj.epochs, "null (the recipe's) or an integer >= 1")
+        for name in ("patience", "min_epochs"):
+            if getattr(obj, name) is not None and getattr(obj, name) < 0:
+                fail(name, getattr(obj, name), "null (the recipe's) or an integer >= 0")
+    if isinstance(obj, TrainConfig):
+        if obj.adam_eps is not None and not obj.adam_eps > 0:
+            fail("adam_eps", obj.adam_eps, "null (the recipe's) or a number > 0, e.g. 1e-8 (PyTorch) or 1e-7 (Keras)")
+        if obj.bn_momentum is not None and not 0 <= obj.bn_momentum <= 1:
+            fail("bn_momentum", obj.bn_momentum, "null (the recipe's) or a number from 0 to 1 in PyTorch's "
+                                                 "convention, e.g. 0.1 (PyTorch) or 0.01 (Keras' momentum=0.99)")
+        if obj.bn_eps is not None and not obj.bn_eps > 0:
+            fail("bn_eps", obj.bn_eps, "null (the recipe's) or a number > 0, e.g. 1e-5 (PyTorch) or 1e-3 (Keras)")
+    if isinstance(obj, Params):
+        _check_recipe(obj)
     if isinstance(obj, ModelStageConfig) and obj.augment_magnitude is not None \
             and not 0 <= obj.augment_magnitude <= MAX_MAGNITUDE:
         fail("augment_magnitude", obj.augment_magnitude,

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .loading import load_params, set_dotted
 from .sections import ConfigError
 
-def write_params(params_file: Path, overrides: Mapping[str, Any]) -> None:
+def write_params(params_file: Path, overrides: Mapping[str, Any],
+                 validate: Callable[[Path], Any] = load_params) -> None:
     """Set dotted keys in a params file, keeping its comments and layout (ruamel.yaml round trip); the result is
-    validated as params.yaml before it replaces the file (`reslab tune --apply`).
+    validated before it replaces the file (`reslab tune --apply`, `reslab depth-study profile`).
 
     Args:
         params_file: params.yaml.
         overrides: dotted key -> value; lists are written in flow style (`[2, 2]`).
+        validate: loads the written file, raising ConfigError when it is invalid (default: as params.yaml).
     """
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedSeq
@@ -32,7 +34,7 @@ def write_params(params_file: Path, overrides: Mapping[str, Any]) -> None:
     with tmp.open("w") as f:
         rt.dump(doc, f)
     try:
-        load_params(tmp)
+        validate(tmp)
     except ConfigError:
         tmp.unlink()
         raise

@@ -17,29 +17,43 @@ from PIL import Image
 from .errors import DataError
 from .images import to_rgb
 
+RESAMPLING = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST}  # config.INTERPOLATIONS -> Pillow's filter
 
-def load_resized(path: str, image_size: int) -> np.ndarray:
+
+def load_resized(path: str, image_size: int, interpolation: str = "bilinear") -> np.ndarray:
     """Decode one image as the filter did (`images.to_rgb`: upright, 8-bit RGB) and resize it to
-    (image_size, image_size, 3) uint8, ignoring aspect (the study)."""
+    (image_size, image_size, 3) uint8, ignoring aspect (the study).
+
+    Args:
+        path: an image file (or a binary file object).
+        image_size: the side in px.
+        interpolation: bilinear (reslab's: a JPEG is first decoded at the smallest scale that covers the size), or
+            nearest, as the study's `flow_from_directory(interpolation="nearest")`: Keras' `load_img` decodes the
+            full image and resizes it with Pillow's NEAREST.
+    """
+    if interpolation not in RESAMPLING:
+        raise ValueError(f"interpolation {interpolation!r}: accepted {' | '.join(RESAMPLING)}")
     with Image.open(path) as img:
-        # JPEG: libjpeg decodes at a reduced scale when it can; EXIF orientation is applied before the resize
-        rgb, _ = to_rgb(img, draft_size=(image_size, image_size))
-        resized = rgb.resize((image_size, image_size), Image.BILINEAR)
+        # bilinear, JPEG: libjpeg decodes at a reduced scale when it can; EXIF orientation is applied before the resize
+        draft = (image_size, image_size) if interpolation == "bilinear" else None
+        rgb, _ = to_rgb(img, draft_size=draft)
+        resized = rgb.resize((image_size, image_size), RESAMPLING[interpolation])
     return np.asarray(resized, dtype=np.uint8)
 
 
-def _fill_rows(args: tuple[str, list[str], int, int]) -> None:
+def _fill_rows(args: tuple[str, list[str], int, int, str]) -> None:
     """Worker: decode `paths` into rows [start, start + len(paths)) of the array at `array_path`."""
-    array_path, paths, start, image_size = args
+    array_path, paths, start, image_size, interpolation = args
     out = np.load(array_path, mmap_mode="r+")
     for i, p in enumerate(paths):
-        out[start + i] = load_resized(p, image_size)
+        out[start + i] = load_resized(p, image_size, interpolation)
     out.flush()
 
 
 def prepare_split(rows: pd.DataFrame, classes: list[str], image_size: int, out_dir: Path, name: str,
-                  workers: int = 1) -> Path:
-    """Write `{name}_images.npy` (N, S, S, 3) uint8 and `{name}_labels.npy` (N,) int64 into out_dir."""
+                  workers: int = 1, interpolation: str = "bilinear") -> Path:
+    """Write `{name}_images.npy` (N, S, S, 3) uint8 and `{name}_labels.npy` (N,) int64 into out_dir, each image
+    resized by `load_resized` with `interpolation` (bilinear | nearest)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(rows["label"]) - set(index))
@@ -52,7 +66,7 @@ def prepare_split(rows: pd.DataFrame, classes: list[str], image_size: int, out_d
     del images  # workers open it themselves
     paths = rows["path"].tolist()
     chunk = 256
-    jobs = [(str(tmp_path), paths[i:i + chunk], i, image_size) for i in range(0, len(paths), chunk)]
+    jobs = [(str(tmp_path), paths[i:i + chunk], i, image_size, interpolation) for i in range(0, len(paths), chunk)]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_fill_rows, jobs))

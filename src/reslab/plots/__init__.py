@@ -8,6 +8,7 @@ Modules:
     images: a labelled image grid; test images beside each model's top-k predictions.
     comparison: confusion matrix; grouped bars of summary metrics.
     replicates: per-replicate strip/forest plot; learning curves over replicates.
+    depth: the depth study's error vs depth and training-error curves per depth (He et al. 2016).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from .comparison import comparison_bar, confusion_matrix_figure  # noqa: E402
 from .curves import learning_curves  # noqa: E402
+from .depth import error_vs_depth, training_error_curves  # noqa: E402
 from .images import image_grid, prediction_figure  # noqa: E402
 from .replicates import replicate_learning_curves, replicate_strip_plot  # noqa: E402
 
@@ -35,6 +37,8 @@ __all__ = [
     "comparison_bar",
     "replicate_strip_plot",
     "replicate_learning_curves",
+    "error_vs_depth",
+    "training_error_curves",
     "save_figure",
 ]
 

@@ -20,7 +20,9 @@ def main(root: Path, params_file: Path) -> None:
     for name in SPLITS:
         rows = read_split(layout.split_dir, name)
         rows["path"] = [str(root / p) for p in rows["path"]]
-        prepare_split(rows, classes, params.data.image_size, layout.prepared_dir, name, workers=default_threads())
+        prepare_split(rows, classes, params.data.image_size, layout.prepared_dir, name, workers=default_threads(),
+                      interpolation=params.interpolation())
     (layout.prepared_dir / "classes.json").write_text(json.dumps(classes, indent=2) + "\n")
     print(f"prepare: decoded {sum(len(read_split(layout.split_dir, n)) for n in SPLITS)} images at "
-          f"{params.data.image_size}px in {time.perf_counter() - t0:.1f}s -> {layout.prepared_dir}")
+          f"{params.data.image_size}px ({params.interpolation()}) in {time.perf_counter() - t0:.1f}s -> "
+          f"{layout.prepared_dir}")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
 from torch import nn
 
-from ..config import Params, flatten, load_params
+from ..config import AugmentConfig, Params, flatten, load_params
 from ..data.augment import BatchAugment
 from ..data.prepared import load_prepared
 from ..data.splitting import read_split
@@ -50,9 +50,11 @@ def fingerprint(params: dict, prepared_dir: Path) -> str:
 
 def recipe_params(recipe: Recipe) -> dict:
     """The effective training settings under the same keys for every model (MLflow's compare view lines them up):
-    model, model_args.*, lr, epochs, patience, min_epochs, batch_size, image_size, seed, augment.* (or none)."""
+    model, model_args.*, lr, epochs, patience, min_epochs, batch_size, image_size, seed, recipe, init, adam_eps,
+    bn_*, restore_best, interpolation, augment.* (an unaugmented model: every range 0 and no flip)."""
     flat = flatten({k: v for k, v in asdict(recipe).items() if k != "augment"})
-    augment = asdict(recipe.augment) if recipe.augment is not None else {"magnitude": 0.0}
+    augment = asdict(recipe.augment) if recipe.augment is not None else \
+        {f.name: False if f.type in (bool, "bool") else 0.0 for f in fields(AugmentConfig)}
     return {**flat, **flatten({"augment": augment})}
 
 

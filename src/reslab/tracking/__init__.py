@@ -25,7 +25,7 @@ from .. import offline  # noqa: F401  (before mlflow: no telemetry)
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
+EPOCH_METRICS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 
 
 def tracking_uri(root: Path) -> str:

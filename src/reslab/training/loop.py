@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..models.init import freeze_batchnorm_
 from .loader import ArrayLoader, to_input
 from .runtime import Precision, compile_model
 
@@ -25,10 +26,19 @@ class DivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam, fused (one kernel over all parameters instead of one per tensor) on CPU and CUDA."""
+def make_optimizer(model: nn.Module, lr: float, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """Adam, fused (one kernel over all parameters instead of one per tensor) on CPU and CUDA; `eps` is PyTorch's
+    default (Keras': 1e-7)."""
     device = next(model.parameters()).device
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=True if device.type in ("cpu", "cuda") else None)
+    return torch.optim.Adam(model.parameters(), lr=lr, eps=eps,
+                            fused=True if device.type in ("cpu", "cuda") else None)
+
+
+def lr_at(epoch: int, lr: float, milestones: tuple[int, ...] = (), gamma: float = 0.1) -> float:
+    """The step schedule's learning rate in `epoch` (1-based): `lr` times `gamma` for every milestone already
+    passed, so epoch m + 1 is the first at the lower rate (torch's MultiStepLR stepped once per epoch). A pure
+    function of the epoch, so a resumed run needs no scheduler state."""
+    return lr * gamma ** sum(epoch > m for m in milestones)
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -44,14 +54,17 @@ def _check_finite(loss_sum: torch.Tensor, batch: int) -> None:
 def train_one_epoch(model: nn.Module, loader: ArrayLoader, optimizer: torch.optim.Optimizer,
                     precision: Precision, augment: Callable[..., torch.Tensor] | None = None,
                     generator: torch.Generator | None = None, progress: bool = True,
-                    desc: str = "train") -> dict[str, float]:
-    """One pass over `loader`; returns {"loss", "accuracy"} averaged over images.
+                    desc: str = "train", bn_frozen: bool = False) -> dict[str, float]:
+    """One pass over `loader`; returns {"loss", "accuracy"} averaged over images. `bn_frozen` keeps every BatchNorm
+    in inference mode (`models.init.freeze_batchnorm_`: the study's ResNet bug, on purpose).
 
     Loss and accuracy are summed on the batch's device and read back every `sync_every` batches (every batch on
     CPU, where reading is free; every 25 on CUDA, where each read stalls the queue). fp16 uses a GradScaler that
     starts afresh each epoch, so an epoch's result depends only on the state at its start (resume-equivalence).
     """
     model.train()
+    if bn_frozen:
+        freeze_batchnorm_(model)
     device = precision.device
     sync_every = 1 if device.type == "cpu" else 25
     scaler = (torch.amp.GradScaler(device.type, init_scale=2.0 ** 12) if precision.dtype == torch.float16
@@ -161,7 +174,9 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         checkpoint: Path | None = None, fingerprint: str = "", extra: dict | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
         should_stop: Callable[[int, dict[str, float]], bool] | None = None, progress: bool = True,
-        compile: bool = False, min_epochs: int = 0, restore_best: bool = True) -> FitResult:
+        compile: bool = False, min_epochs: int = 0, restore_best: bool = True,
+        lr_milestones: tuple[int, ...] = (), lr_gamma: float = 0.1, adam_eps: float = 1e-8,
+        bn_frozen: bool = False) -> FitResult:
     """Adam training with early stopping on val loss; the best weights are restored into `model` at the end
     (unless `restore_best` is False: then `model` keeps the last epoch's weights).
 
@@ -175,7 +190,7 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         train_loader: shuffled training batches.
         val_loader: validation batches.
         epochs: maximum number of epochs.
-        lr: Adam learning rate.
+        lr: Adam learning rate (of the first epochs; see `lr_milestones`).
         patience: epochs without val_loss improvement before stopping (0 disables early stopping).
         precision: autocast / memory-format plan.
         seed: base seed for per-epoch randomness.
@@ -190,8 +205,13 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         min_epochs: early stopping never ends training before this epoch (the first epochs' val loss is noisy).
         restore_best: load the best-val-loss epoch's weights into `model` at the end (False: keep the last ones,
             as Keras' EarlyStopping without restore_best_weights, or a fixed-budget study of optimisation).
+        lr_milestones: epochs after which the learning rate is multiplied by `lr_gamma` (`lr_at`); () = constant.
+        lr_gamma: the factor of each milestone.
+        adam_eps: Adam's epsilon (PyTorch's 1e-8 by default; Keras' is 1e-7).
+        bn_frozen: train with every BatchNorm in inference mode (running statistics fixed, gamma and beta train),
+            as the study's ResNet did by accident; off by default.
     """
-    optimizer = make_optimizer(model, lr)
+    optimizer = make_optimizer(model, lr, adam_eps)
     step_model = compile_model(model, precision.device) if compile else model
     state = resumable_state(checkpoint, fingerprint)
     history: list[dict[str, float]] = []
@@ -215,12 +235,15 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         torch.manual_seed(seed * 100_003 + epoch)  # dropout and any other global-RNG draws of this epoch
         generator = torch.Generator().manual_seed(seed * 100_019 + epoch)
         train_loader.set_epoch(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(epoch, lr, lr_milestones, lr_gamma)
         tr = train_one_epoch(step_model, train_loader, optimizer, precision, augment, generator, progress,
-                             desc=f"epoch {epoch}")
+                             desc=f"epoch {epoch}", bn_frozen=bn_frozen)
         va = evaluate(model, val_loader, precision)
         if not math.isfinite(va["loss"]):
             raise DivergedError(f"validation loss became {va['loss']} at epoch {epoch}")
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "val_loss": va["loss"],
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": tr["loss"],
+               "train_accuracy": tr["accuracy"], "val_loss": va["loss"],
                "val_accuracy": va["accuracy"], "epoch_time_s": time.perf_counter() - t0}
         history.append(row)
         if va["loss"] < best_val_loss:

@@ -12,6 +12,7 @@ from torch import nn
 from ..data.augment import BatchAugment
 from ..data.prepared import ImageArrays
 from ..models import create_model
+from ..models.init import keras_init_, set_batchnorm_
 from .loader import ArrayLoader
 from .loop import FitResult, fit
 from .runtime import Precision, seed_everything, to_device
@@ -33,6 +34,15 @@ class Recipe:
     compile: bool = False
     min_epochs: int = 0  # early stopping never ends training before this epoch
     restore_best: bool = True  # end with the best-val-loss epoch's weights (False: the last epoch's)
+    lr_milestones: tuple[int, ...] = ()  # epochs after which lr is multiplied by lr_gamma (step schedule)
+    lr_gamma: float = 0.1
+    recipe: str = "fair"  # the train.recipe preset these values came from (recorded; the values below decide)
+    init: str = "torch"  # torch: the layers' own initialisation; keras: glorot_uniform kernels, zero biases
+    adam_eps: float = 1e-8
+    bn_momentum: float | None = None  # PyTorch convention; None keeps the model's own (PyTorch: 0.1)
+    bn_eps: float | None = None  # None keeps the model's own (PyTorch: 1e-5)
+    bn_frozen: bool = False  # BatchNorm in inference mode while training (the study's ResNet bug)
+    interpolation: str = "bilinear"  # how prepare resized the arrays (recorded for the run; training does not resize)
 
 
 def recipe_from_params(params: Any, role: str, seed: int | None = None) -> Recipe:
@@ -46,14 +56,19 @@ def recipe_from_params(params: Any, role: str, seed: int | None = None) -> Recip
     """
     stage = params.model_stage(role)
     cfg = params.train
+    switches = params.role_recipe(role)  # train.recipe resolved: explicit keys, else the preset's (config.sections)
     augment = None
-    if stage.augment:  # the shared ranges, scaled by the role's own magnitude when it sets one
+    if switches["augment"]:  # the shared ranges, scaled by the role's own magnitude when it sets one
         augment = (params.augment if stage.augment_magnitude is None
                    else dataclasses.replace(params.augment, magnitude=stage.augment_magnitude))
     return Recipe(model=stage.model, model_args=dict(stage.model_args), image_size=params.data.image_size,
                   seed=params.replicates.seeds[0] if seed is None else seed, batch_size=cfg.batch_size,
-                  lr=stage.lr or cfg.lr, epochs=cfg.epochs, patience=cfg.patience,
-                  augment=augment, compile=cfg.compile, min_epochs=cfg.min_epochs)
+                  lr=stage.lr or cfg.lr, epochs=switches["epochs"], patience=switches["patience"],
+                  augment=augment, compile=cfg.compile, min_epochs=switches["min_epochs"],
+                  restore_best=switches["restore_best"], lr_milestones=tuple(cfg.lr_milestones),
+                  lr_gamma=cfg.lr_gamma, recipe=cfg.recipe, init=switches["init"], adam_eps=switches["adam_eps"],
+                  bn_momentum=switches["bn_momentum"], bn_eps=switches["bn_eps"], bn_frozen=switches["bn_frozen"],
+                  interpolation=params.interpolation())
 
 
 def train_classifier(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, precision: Precision,
@@ -73,6 +88,11 @@ def train_classifier(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, pr
     seed_everything(recipe.seed)
     model = create_model(recipe.model, num_classes=len(train.classes), image_size=recipe.image_size,
                          **recipe.model_args)
+    if recipe.init == "keras":
+        keras_init_(model)
+    elif recipe.init != "torch":
+        raise ValueError(f"Recipe.init {recipe.init!r}: accepted 'torch' or 'keras'")
+    set_batchnorm_(model, recipe.bn_momentum, recipe.bn_eps)
     model = to_device(model, precision)
     augment = BatchAugment(recipe.augment) if recipe.augment is not None else None
     train_loader = ArrayLoader(train, recipe.batch_size, shuffle=True, seed=recipe.seed, device=precision.device)
@@ -81,5 +101,6 @@ def train_classifier(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, pr
                  precision=precision, seed=recipe.seed, augment=augment, checkpoint=checkpoint,
                  fingerprint=fingerprint, extra=extra, on_epoch_end=on_epoch_end, should_stop=should_stop,
                  progress=progress, compile=recipe.compile, min_epochs=recipe.min_epochs,
-                 restore_best=recipe.restore_best)
+                 restore_best=recipe.restore_best, lr_milestones=recipe.lr_milestones, lr_gamma=recipe.lr_gamma,
+                 adam_eps=recipe.adam_eps, bn_frozen=recipe.bn_frozen)
     return model, result

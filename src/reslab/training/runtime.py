@@ -62,7 +62,8 @@ def setup_runtime(train_cfg: Any, *, workers: int = 1, who: str = "") -> Precisi
     """Threads, device and precision for one process; returns the precision plan.
 
     Args:
-        train_cfg: the `train:` section (or anything with `num_threads`, `device` and `precision`).
+        train_cfg: the `train:` section (or anything with `num_threads`, `device` and `precision`); its
+            `precision_setting()`, when it has one, resolves `auto` by `train.recipe` (original: fp32).
         workers: processes sharing this machine's cores; torch threads = train.num_threads or cores // workers.
         who: prefix of the warning printed on stderr when the threads oversubscribe the cores.
     """
@@ -70,7 +71,8 @@ def setup_runtime(train_cfg: Any, *, workers: int = 1, who: str = "") -> Precisi
     warning = hardware.oversubscription(train_cfg.num_threads, workers)
     if warning:
         print(f"{who + ': ' if who else ''}warning: {warning}", file=sys.stderr)
-    return resolve_precision(train_cfg.precision, resolve_device(train_cfg.device))
+    setting = train_cfg.precision_setting() if hasattr(train_cfg, "precision_setting") else train_cfg.precision
+    return resolve_precision(setting, resolve_device(train_cfg.device))
 
 
 def to_device(model: nn.Module, precision: Precision) -> nn.Module:

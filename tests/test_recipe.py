@@ -1,0 +1,298 @@
+"""The training recipe's switches do what they say, `train.recipe: original` resolves to the study's notebook per
+role, and the defaults train exactly as before the switches existed."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from reslab.config import ORIGINAL_RECIPE, ConfigError, load_params, with_overrides
+from reslab.data.augment import BatchAugment
+from reslab.data.prepared import ImageArrays, load_resized
+from reslab.models import create_model
+from reslab.models.init import BATCH_NORMS, keras_init_, set_batchnorm_
+from reslab.training import (ArrayLoader, Recipe, fit, loop, recipe_from_params, resolve_precision, seed_everything,
+                             setup_runtime, to_device, train_classifier)
+
+REPO = Path(__file__).resolve().parents[1]
+FP32 = resolve_precision("fp32", torch.device("cpu"))
+ROLES = ("baseline", "resnet")
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(REPO / "params.yaml")
+
+
+def arrays(n: int, seed: int) -> ImageArrays:
+    rng = np.random.default_rng(seed)
+    return ImageArrays(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 3, ["a", "b", "c"])
+
+
+TRAIN, VAL = arrays(24, 0), arrays(9, 1)
+
+
+def tiny(recipe: Recipe, **changes) -> Recipe:
+    """`recipe` shrunk to one quick epoch on TRAIN."""
+    return dataclasses.replace(recipe, epochs=1, min_epochs=0, batch_size=8, **changes)
+
+
+def states_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def batchnorms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
+
+
+# ----------------------------------------------------------------------------- the defaults are unchanged
+
+
+def test_default_recipe_sets_every_new_field_to_its_no_op(params):
+    """Defaults resolve to the Recipe a caller that knows none of the new fields builds (their dataclass defaults)."""
+    for role in ROLES:
+        recipe = recipe_from_params(params, role, seed=1)
+        old_fields = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)
+                      if f.name not in ("recipe", "init", "adam_eps", "bn_momentum", "bn_eps", "bn_frozen",
+                                        "interpolation")}
+        assert recipe == Recipe(**old_fields)
+        assert (recipe.epochs, recipe.patience, recipe.min_epochs, recipe.restore_best) == (40, 10, 20, True)
+        assert (recipe.init, recipe.adam_eps, recipe.bn_momentum, recipe.bn_eps, recipe.bn_frozen) == \
+            ("torch", 1e-8, None, None, False)
+    assert params.interpolation() == "bilinear" and params.train.precision_setting() == "auto"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_default_training_is_bit_identical_to_the_switches_at_their_fair_values_and_to_the_plain_loop(params, role):
+    """Training with params.yaml's defaults = every switch written out at PyTorch's values = the loop called with
+    none of the new arguments (what train_classifier did before the switches)."""
+    default = tiny(recipe_from_params(params, role, seed=2))
+    explicit_params = with_overrides(params, {
+        "train.recipe": "fair", "train.init": "torch", "train.adam_eps": 1e-8, "train.bn_momentum": 0.1,
+        "train.bn_eps": 1e-5, "data.interpolation": "bilinear", f"train_{role}.restore_best": True,
+        f"train_{role}.bn_frozen": False, f"train_{role}.epochs": 40, f"train_{role}.patience": 10,
+        f"train_{role}.min_epochs": 20})
+    explicit = tiny(recipe_from_params(explicit_params, role, seed=2))
+    assert explicit.bn_momentum == 0.1 and explicit.bn_eps == 1e-5  # applied to the modules, not skipped
+    model_a, result_a = train_classifier(default, TRAIN, VAL, precision=FP32, progress=False)
+    model_b, result_b = train_classifier(explicit, TRAIN, VAL, precision=FP32, progress=False)
+
+    seed_everything(default.seed)  # the plain path: model, loaders, fit with the old arguments only
+    model_c = to_device(create_model(default.model, num_classes=3, image_size=32), FP32)
+    fit(model_c, ArrayLoader(TRAIN, 8, shuffle=True, seed=default.seed), ArrayLoader(VAL, 256, shuffle=False),
+        epochs=1, lr=default.lr, patience=default.patience, precision=FP32, seed=default.seed,
+        augment=BatchAugment(default.augment), progress=False)
+    assert states_equal(model_a, model_b) and states_equal(model_a, model_c)
+    strip = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in result_a.history]
+    assert strip == [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in result_b.history]
+
+
+# ----------------------------------------------------------------------------- each switch
+
+
+@pytest.mark.parametrize("name", ["baseline", "resnet"])
+def test_keras_init_is_glorot_uniform_with_zero_biases(name):
+    torch.manual_seed(0)
+    model = keras_init_(create_model(name, num_classes=5, image_size=64))
+    weighted = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert weighted
+    for m in weighted:
+        w = m.weight.detach()
+        receptive = w[0, 0].numel()
+        limit = math.sqrt(6 / (w.shape[1] * receptive + w.shape[0] * receptive))
+        assert w.abs().max() <= limit
+        if w.numel() >= 2000:  # uniform(-limit, limit): sd limit / sqrt(3), the support filled
+            assert w.std().item() == pytest.approx(limit / math.sqrt(3), rel=0.05)
+            assert w.abs().max() > 0.95 * limit
+        assert torch.count_nonzero(m.bias) == 0
+    for bn in batchnorms(model):
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
+def test_keras_init_is_drawn_from_the_seed():
+    def drawn() -> torch.Tensor:
+        torch.manual_seed(3)
+        return keras_init_(create_model("resnet", num_classes=2, image_size=32)).stem.weight.detach().clone()
+
+    first = drawn()
+    assert torch.equal(first, drawn())
+    torch.manual_seed(3)
+    assert not torch.equal(first, create_model("resnet", num_classes=2, image_size=32).stem.weight)  # re-drawn
+
+
+def test_adam_eps_reaches_the_optimizer(params, monkeypatch):
+    made = []
+    real = loop.make_optimizer
+
+    def spy(model, lr, eps=1e-8):
+        made.append(real(model, lr, eps))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "make_optimizer", spy)
+    recipe = tiny(recipe_from_params(with_overrides(params, {"train.adam_eps": 1e-7}), "baseline"))
+    assert recipe.adam_eps == 1e-7
+    train_classifier(recipe, TRAIN, VAL, precision=FP32, progress=False)
+    assert [opt.param_groups[0]["eps"] for opt in made] == [1e-7]
+    assert real(nn.Linear(2, 2), 1e-3).param_groups[0]["eps"] == 1e-8  # PyTorch's default when unset
+
+
+def test_batchnorm_constants_reach_every_batchnorm(params):
+    keras = recipe_from_params(with_overrides(params, {"train.bn_momentum": 0.01, "train.bn_eps": 1e-3}), "resnet")
+    model, _ = train_classifier(tiny(keras), TRAIN, VAL, precision=FP32, progress=False)
+    assert batchnorms(model) and all((bn.momentum, bn.eps) == (0.01, 1e-3) for bn in batchnorms(model))
+    model = set_batchnorm_(create_model("resnet", num_classes=2, image_size=32), eps=1e-4)  # None keeps the own
+    assert all((bn.momentum, bn.eps) == (0.1, 1e-4) for bn in batchnorms(model))
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_bn_frozen_keeps_the_running_statistics_while_gamma_and_beta_train(params, frozen):
+    recipe = tiny(recipe_from_params(with_overrides(params, {"train_resnet.bn_frozen": frozen}), "resnet"))
+    assert recipe.bn_frozen is frozen
+    model, _ = train_classifier(recipe, TRAIN, VAL, precision=FP32, progress=False)
+    bns = batchnorms(model)
+    stats_fixed = all(torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1)
+                      and bn.num_batches_tracked.item() == 0 for bn in bns)
+    assert stats_fixed is frozen
+    assert all(not torch.all(bn.weight == 1) and not torch.all(bn.bias == 0) for bn in bns)  # trained either way
+
+
+def test_restore_best_false_keeps_the_last_epochs_weights(monkeypatch, tmp_path):
+    """Validation losses 1.0, 0.5, 2.0: the best epoch is 2, the last 3."""
+    losses = iter([1.0, 0.5, 2.0] * 2)
+    real_evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda m, l, p: {**real_evaluate(m, l, p), "loss": next(losses)})
+    finals = {}
+    for restore_best in (True, False):
+        seed_everything(0)
+        model = create_model("baseline", num_classes=3, image_size=32)
+        ckpt = tmp_path / f"{restore_best}.pt"
+        result = fit(model, ArrayLoader(TRAIN, 8, shuffle=True), ArrayLoader(VAL, 9, shuffle=False), epochs=3,
+                     lr=1e-3, patience=0, precision=FP32, seed=0, checkpoint=ckpt, restore_best=restore_best,
+                     progress=False)
+        state = torch.load(ckpt, weights_only=True)  # the last epoch's weights and the best epoch's
+        assert result.best_epoch == 2 and len(result.history) == 3
+        kept = state["best_state"] if restore_best else state["model"]
+        assert all(torch.equal(model.state_dict()[k], kept[k]) for k in kept)
+        finals[restore_best] = model
+    assert not states_equal(finals[True], finals[False])
+
+
+def test_nearest_interpolation_replicates_pixels(tmp_path):
+    pixels = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [250, 250, 250]]], dtype=np.uint8)
+    path = tmp_path / "two_by_two.png"
+    Image.fromarray(pixels).save(path)
+    nearest = load_resized(str(path), 4, "nearest")
+    assert np.array_equal(nearest, pixels.repeat(2, axis=0).repeat(2, axis=1))
+    bilinear = load_resized(str(path), 4)  # the default blends neighbours
+    assert not np.array_equal(bilinear, nearest)
+    with pytest.raises(ValueError, match="bilinear | nearest"):
+        load_resized(str(path), 4, "bicubic")
+
+
+# ----------------------------------------------------------------------------- the presets
+
+
+def test_original_preset_is_the_notebooks_recipe_per_role(params):
+    original = with_overrides(params, {"train.recipe": "original"})
+    baseline, resnet = (recipe_from_params(original, role, seed=0) for role in ROLES)
+    assert baseline.augment is None and resnet.augment == params.augment
+    assert (baseline.epochs, baseline.patience, baseline.min_epochs, baseline.restore_best) == (50, 3, 0, False)
+    assert (resnet.epochs, resnet.patience, resnet.min_epochs, resnet.restore_best) == (40, 0, 0, False)
+    assert (baseline.bn_frozen, resnet.bn_frozen) == (False, True)
+    for recipe in (baseline, resnet):
+        assert (recipe.recipe, recipe.init, recipe.adam_eps, recipe.bn_momentum, recipe.bn_eps, recipe.interpolation) \
+            == ("original", "keras", 1e-7, 0.01, 1e-3, "nearest")
+        assert (recipe.lr, recipe.batch_size) == (1e-3, 32)
+    assert original.interpolation() == "nearest" and original.train.precision_setting() == "fp32"
+    assert setup_runtime(dataclasses.replace(original.train, device="cpu", num_threads=1)).name == "fp32"
+    assert ORIGINAL_RECIPE["shared"]["precision"] == "fp32"
+
+
+def test_explicit_keys_win_over_the_preset(params):
+    p = with_overrides(params, {"train.recipe": "original", "train.init": "torch", "train.precision": "bf16",
+                                "data.interpolation": "bilinear", "train_resnet.bn_frozen": False,
+                                "train_baseline.restore_best": True, "train_baseline.epochs": 5})
+    baseline, resnet = recipe_from_params(p, "baseline"), recipe_from_params(p, "resnet")
+    assert baseline.init == resnet.init == "torch" and baseline.adam_eps == 1e-7  # the rest stays the preset's
+    assert (baseline.epochs, baseline.restore_best, baseline.patience) == (5, True, 3)
+    assert resnet.bn_frozen is False and resnet.epochs == 40
+    assert p.interpolation() == "bilinear" and p.train.precision_setting() == "bf16"
+
+
+def test_fair_switches_one_at_a_time(params):
+    p = with_overrides(params, {"train_resnet.patience": 0, "train_resnet.epochs": 30,
+                                "train_baseline.restore_best": False})
+    baseline, resnet = recipe_from_params(p, "baseline"), recipe_from_params(p, "resnet")
+    assert (resnet.patience, resnet.epochs, resnet.restore_best) == (0, 30, True)
+    assert (baseline.patience, baseline.epochs, baseline.restore_best) == (10, 40, False)
+    assert p.model_stage("resnet").epochs == 30 and p.train.epochs == 40  # the shared budget is untouched
+
+
+@pytest.mark.parametrize("override, match", [
+    (["train.recipe=keras"], r"train\.recipe: 'keras' is not one of 'fair' \| 'original'"),
+    (["train.init=jax"], r"train\.init: 'jax' is not a valid 'torch' \| 'keras' \| null"),
+    (["data.interpolation=bicubic"], r"data\.interpolation: 'bicubic' is not a valid 'bilinear' \| 'nearest'"),
+    (["train.adam_eps=0"], r"train\.adam_eps: 0\.0 is out of range; accepted: null \(the recipe's\) or a number > 0"),
+    (["train.bn_momentum=1.5"], r"train\.bn_momentum: 1\.5 is out of range; accepted: null .* from 0 to 1"),
+    (["train.bn_eps=-1"], r"train\.bn_eps: -1\.0 is out of range"),
+    (["train_resnet.bn_frozen=1"], r"train_resnet\.bn_frozen: 1 is not a valid true \| false \| null"),
+    (["train_resnet.epochs=0"], r"train_resnet\.epochs: 0 is out of range; accepted: null \(the recipe's\) or an "
+                                r"integer >= 1"),
+    (["train_baseline.patience=-2"], r"train_baseline\.patience: -2 is out of range"),
+    (["train_resnet.epochs=5"], r"train_resnet\.min_epochs: 20 \(from train\) is out of range; accepted: an integer "
+                                r"from 0 to the role's epochs \(5\)"),
+    (["train.recipe=original", "train.epochs=30"],
+     r"train\.epochs: 30 has no effect with train\.recipe: original, whose per-role budget replaces it \(baseline "
+     r"50, resnet 40\); set train_<role>\.epochs instead"),
+    (["train.recipe=original", "train.patience=5"], r"train\.patience: 5 has no effect"),
+    (["train.recipe=original", "train_resnet.augment=false"],
+     r"train_resnet\.augment: false has no effect with train\.recipe: original"),
+    (["train.recipe=original", "train_resnet.min_epochs=41"],
+     r"train_resnet\.min_epochs: 41 \(from train_resnet\) is out of range"),
+])
+def test_bad_values_name_the_key_and_the_accepted_values(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_params(REPO / "params.yaml", override)
+
+
+@pytest.mark.parametrize("recipe", ["fair", "original"])
+def test_logged_settings_have_the_same_keys_for_both_roles(params, recipe):
+    """MLflow's compare view lines the two models up by key, also when one of them is not augmented."""
+    from reslab.stages.train import recipe_params
+
+    p = with_overrides(params, {"train.recipe": recipe})
+    baseline, resnet = (recipe_params(recipe_from_params(p, role)) for role in ROLES)
+    assert baseline.keys() == resnet.keys()
+    assert {"recipe", "init", "adam_eps", "bn_momentum", "bn_eps", "bn_frozen", "restore_best",
+            "interpolation"} <= baseline.keys()
+    if recipe == "original":
+        assert baseline["augment.magnitude"] == 0.0 and baseline["augment.hflip"] is False
+        assert (baseline["init"], resnet["bn_frozen"], resnet["interpolation"]) == ("keras", True, "nearest")
+
+
+# ----------------------------------------------------------------------------- the step schedule (train.lr_milestones)
+
+
+def test_lr_at_is_multistep_per_epoch():
+    assert [loop.lr_at(e, 1e-3, (2, 4), 0.5) for e in range(1, 7)] == [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4]
+    assert loop.lr_at(99, 1e-3) == 1e-3  # no milestones: the study's constant rate
+
+
+def test_fit_trains_each_epoch_at_the_scheduled_rate(params):
+    recipe = dataclasses.replace(recipe_from_params(params, "resnet", 1), epochs=3, min_epochs=0, batch_size=8,
+                                 lr_milestones=(1, 2), lr_gamma=0.1)
+    _, result = train_classifier(recipe, TRAIN, VAL, precision=FP32, progress=False)
+    assert [r["lr"] for r in result.history] == pytest.approx([1e-3, 1e-4, 1e-5])
+
+
+@pytest.mark.parametrize("milestones", [[40], [0], [20, 10], [5, 5]])
+def test_bad_lr_milestones_name_the_key(milestones):
+    with pytest.raises(ConfigError, match=r"train\.lr_milestones: .* out of range; accepted: increasing epochs"):
+        load_params(REPO / "params.yaml", [f"train.lr_milestones={milestones}"])
