@@ -265,7 +265,7 @@ def test_bad_values_name_the_key_and_the_accepted_values(override, match):
 @pytest.mark.parametrize("recipe", ["fair", "original"])
 def test_logged_settings_have_the_same_keys_for_both_roles(params, recipe):
     """MLflow's compare view lines the two models up by key, also when one of them is not augmented."""
-    from reslab.stages.train import recipe_params
+    from reslab.training.recipe import recipe_params
 
     p = with_overrides(params, {"train.recipe": recipe})
     baseline, resnet = (recipe_params(recipe_from_params(p, role)) for role in ROLES)

@@ -2,12 +2,6 @@
 the summary written to cells/<cell>.json, and the estimate of the study's remaining time from finished cells."""
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
-from pathlib import Path
-
-from ..config import flatten
 from ..training import Recipe
 from .params import FAMILIES, StudyParams
 
@@ -29,24 +23,6 @@ def cell_recipe(p: StudyParams, family: str, depth: int, seed: int) -> Recipe:
                   image_size=p.data.image_size, seed=seed, batch_size=p.train.batch_size, lr=p.train.lr,
                   epochs=p.train.epochs, patience=0, augment=augment, restore_best=False,
                   interpolation=p.data.interpolation)
-
-
-def recipe_params(recipe: Recipe) -> dict:
-    """The cell's effective settings as flat MLflow params (model, model_args.*, lr, epochs, augment.*, ...)."""
-    flat = flatten({k: v for k, v in asdict(recipe).items() if k != "augment"})
-    augment = asdict(recipe.augment) if recipe.augment is not None else {"magnitude": 0.0}
-    return {**flat, **flatten({"augment": augment})}
-
-
-def fingerprint(params: dict, prepared_dir: Path) -> str:
-    """Identifies a training configuration: `params` + the prepared train/val arrays' sizes and labels."""
-    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    for name in ("train", "val"):
-        labels = prepared_dir / f"{name}_labels.npy"
-        h.update(labels.read_bytes() if labels.is_file() else b"")
-        images = prepared_dir / f"{name}_images.npy"
-        h.update(str(images.stat().st_size if images.is_file() else 0).encode())
-    return h.hexdigest()[:16]
 
 
 def with_errors(history: list[dict]) -> list[dict]:

@@ -8,15 +8,14 @@ outside DVC's outputs (DVC deletes a stage's outputs before running it).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 from torch import nn
 
-from ..config import AugmentConfig, Params, flatten, load_params
+from ..config import Params, load_params
 from ..data.augment import BatchAugment
 from ..data.prepared import load_prepared
 from ..data.splitting import read_split
@@ -24,8 +23,9 @@ from ..layout import Layout
 from ..models.serialization import save_model_file
 from ..tracking import check_store
 from ..tracking.training_run import training_run
-from ..training import (FitResult, Recipe, augmented_examples, recipe_from_params, resumable_state, setup_runtime,
+from ..training import (FitResult, augmented_examples, recipe_from_params, resumable_state, setup_runtime,
                         train_classifier)
+from ..training.recipe import fingerprint, recipe_params
 
 
 def stage_params(params: Params, role: str) -> dict:
@@ -35,27 +35,6 @@ def stage_params(params: Params, role: str) -> dict:
     if stage.augment:
         out["augment"] = asdict(params.augment)
     return out
-
-
-def fingerprint(params: dict, prepared_dir: Path) -> str:
-    """Identifies a training configuration: params + the prepared arrays' sizes and label content."""
-    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    for name in ("train", "val"):
-        labels = prepared_dir / f"{name}_labels.npy"
-        h.update(labels.read_bytes() if labels.is_file() else b"")
-        images = prepared_dir / f"{name}_images.npy"
-        h.update(str(images.stat().st_size if images.is_file() else 0).encode())
-    return h.hexdigest()[:16]
-
-
-def recipe_params(recipe: Recipe) -> dict:
-    """The effective training settings under the same keys for every model (MLflow's compare view lines them up):
-    model, model_args.*, lr, epochs, patience, min_epochs, batch_size, image_size, seed, recipe, init, adam_eps,
-    bn_*, restore_best, interpolation, augment.* (an unaugmented model: every range 0 and no flip)."""
-    flat = flatten({k: v for k, v in asdict(recipe).items() if k != "augment"})
-    augment = asdict(recipe.augment) if recipe.augment is not None else \
-        {f.name: False if f.type in (bool, "bool") else 0.0 for f in fields(AugmentConfig)}
-    return {**flat, **flatten({"augment": augment})}
 
 
 def training_summary(model: nn.Module, result: FitResult) -> dict:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
 
+from ..config import AugmentConfig, flatten
 from ..data.augment import BatchAugment
 from ..data.prepared import ImageArrays
 from ..models import create_model
@@ -104,3 +107,25 @@ def train_classifier(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, pr
                  restore_best=recipe.restore_best, lr_milestones=recipe.lr_milestones, lr_gamma=recipe.lr_gamma,
                  adam_eps=recipe.adam_eps, bn_frozen=recipe.bn_frozen)
     return model, result
+
+
+def recipe_params(recipe: Recipe) -> dict:
+    """The effective training settings under the same keys for every model (MLflow's compare view lines them up):
+    model, model_args.*, lr, epochs, patience, min_epochs, batch_size, image_size, seed, recipe, init, adam_eps,
+    bn_*, restore_best, interpolation, augment.* (an unaugmented model: every range 0 and no flip)."""
+    flat = flatten({k: v for k, v in asdict(recipe).items() if k != "augment"})
+    augment = asdict(recipe.augment) if recipe.augment is not None else \
+        {f.name: False if f.type in (bool, "bool") else 0.0 for f in fields(AugmentConfig)}
+    return {**flat, **flatten({"augment": augment})}
+
+
+def fingerprint(params: dict, prepared_dir: Path) -> str:
+    """Identifies a training configuration (for resume checkpoints and MLflow family runs): `params` plus the
+    prepared train/val arrays' sizes and label content."""
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for name in ("train", "val"):
+        labels = prepared_dir / f"{name}_labels.npy"
+        h.update(labels.read_bytes() if labels.is_file() else b"")
+        images = prepared_dir / f"{name}_images.npy"
+        h.update(str(images.stat().st_size if images.is_file() else 0).encode())
+    return h.hexdigest()[:16]

@@ -15,7 +15,8 @@ from ...models.cifar import blocks_per_stage
 from ...models.serialization import save_model_file
 from ...tracking import check_store, log_params_flat
 from ...training import ArrayLoader, evaluate, resumable_state, setup_runtime, train_classifier
-from ..cell import cell_recipe, cell_summary, fingerprint, recipe_params, remaining_seconds, with_errors
+from ...training.recipe import fingerprint, recipe_params
+from ..cell import cell_recipe, cell_summary, remaining_seconds, with_errors
 from ..layout import StudyLayout
 from ..params import FAMILIES, StudyParams, budget_params, cells, load_study_params
 from ..runs import cell_run, log_cell_result, parent_of, study_run_name
