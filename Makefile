@@ -1,5 +1,6 @@
 # reslab: two commands on a fresh machine.
-#   make run    set up .venv, make sure the built-in data set is there, run the DVC pipeline, print the comparison
+#   make run    set up .venv, make sure the built-in data set is there, run the DVC pipeline (reslab repro: dvc
+#               repro, replicates in parallel), print the comparison
 #   make test   set up .venv, run the whole test suite (slow end-to-end tests included)
 #   make depth-study  the depth study, plain vs residual nets as depth grows (studies/depth/dvc.yaml; README)
 # Pinned installs: .venv gets the exact versions in $(LOCK), tested together on the Python named in its header.
@@ -77,8 +78,9 @@ lock-upgrade:
 data: $(STAMP)
 	@if [ ! -d data ]; then $(BIN)/reslab data synth --out data; fi
 
+# dvc repro, with the training replicates run replicates.jobs at a time (src/reslab/repro.py); the same results.
 repro: data
-	$(BIN)/dvc repro
+	$(BIN)/reslab repro
 
 report: $(STAMP)
 	@$(BIN)/reslab report

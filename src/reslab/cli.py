@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(train)
 
+    repro = sub.add_parser("repro", help="dvc repro with the training replicates run replicates.jobs at a time "
+                                         "(what make run calls)")
+    repro.add_argument("--jobs", type=int, default=None,
+                       help="training stages at once (default: replicates.jobs; 1: exactly dvc repro)")
+    _add_common(repro)
+
     predict = sub.add_parser("predict", help="classify images with the champion (or a named) model")
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
     predict.add_argument("--model", default="champion",
@@ -153,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
         from .stages import evaluate as stage
 
         stage.main(root, params)
+    elif args.command == "repro":
+        from .repro import main as repro_main
+
+        return repro_main(root, params, args.jobs)
     elif args.command == "predict":
         from .predict import main as predict_main
 

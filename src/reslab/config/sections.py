@@ -109,6 +109,9 @@ class ReplicatesConfig:
     """The replicated study: one training run per seed and model; replicate k of both models shares seeds[k]."""
 
     seeds: tuple[int, ...] = (1, 2, 3)
+    # training stages `reslab repro` (make run) runs at once; each gets train.num_threads or cores // jobs torch
+    # threads, under plain `dvc repro` too, so both give the same numbers
+    jobs: int = 2
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,8 @@ def _check_ranges(obj: Any, prefix: str) -> None:
             fail("seeds", list(obj.seeds), "distinct seeds (a repeated seed would train the same model twice)")
         if any(s < 0 for s in obj.seeds):
             fail("seeds", list(obj.seeds), "seeds >= 0")
+        if obj.jobs < 1:
+            fail("jobs", obj.jobs, "an integer >= 1 (1: one training stage at a time, as plain dvc repro)")
     if isinstance(obj, ModelStageConfig) and obj.lr is not None and not obj.lr > 0:
         fail("lr", obj.lr, "null (use train.lr) or a number > 0")
     if isinstance(obj, ModelStageConfig):

@@ -31,7 +31,8 @@ from ..training.recipe import fingerprint, recipe_params
 def stage_params(params: Params, role: str) -> dict:
     """Exactly the params this stage reads (and declares in dvc.yaml), its replicate seed aside."""
     stage = params.model_stage(role)
-    out = {"data": asdict(params.data), "train": asdict(params.train), f"train_{role}": asdict(stage)}
+    out = {"data": asdict(params.data), "train": asdict(params.train), f"train_{role}": asdict(stage),
+           "replicates": {"jobs": params.replicates.jobs}}  # sets the torch threads: cores // jobs
     if stage.augment:
         out["augment"] = asdict(params.augment)
     return out
@@ -59,7 +60,8 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
     check_store(root)  # a tracking server that is down fails the stage now, not after loading data and training
     layout = Layout(root)
     name = f"train_{role}"
-    precision = setup_runtime(params.train, who=f"{name}@{seed}")
+    # replicates.jobs stages may run at once (reslab repro), so each takes its share of the cores, also when run alone
+    precision = setup_runtime(params.train, workers=params.replicates.jobs, who=f"{name}@{seed}")
     recipe = recipe_from_params(params, role, seed)
     train, val = load_prepared(layout.prepared_dir, "train"), load_prepared(layout.prepared_dir, "val")
     sp = stage_params(params, role)

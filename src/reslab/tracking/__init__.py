@@ -171,7 +171,8 @@ def standard_tags(root: Path, **extra: str) -> dict[str, str]:
     except PackageNotFoundError:
         reslab_version = "unknown"
     tags = {"git_commit": git_commit(root), "git_dirty": git_dirty(root), "data_dvc_md5": data_version(root),
-            "torch_version": torch.__version__, "reslab_version": reslab_version}
+            "torch_version": torch.__version__, "torch_threads": str(torch.get_num_threads()),
+            "reslab_version": reslab_version}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     return {**tags, **extra}

@@ -4,6 +4,7 @@
 training loop as its `on_epoch_end`."""
 from __future__ import annotations
 
+import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -100,6 +101,22 @@ def family_run(experiment_id: str, stage: str, family: str, tags: dict[str, str]
 
 
 @contextmanager
+def store_lock(root: Path) -> Iterator[None]:
+    """Serialise, between the processes of this project, the first touches of the MLflow store: creating the SQLite
+    file's schema, the experiment and a family's parent run. Replicates started at once by `reslab repro` would
+    otherwise race (two schema migrations, two parents of one family). Processes on other machines sharing a
+    tracking server are not covered: start one replicate first there."""
+    path = root / ".reslab" / "mlflow-store.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
 def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, ledger: Path, fingerprint: str,
                  family: str, tags: dict[str, str], run_name: str | None = None,
                  family_name: str | None = None) -> Iterator[TrainingRun]:
@@ -120,10 +137,11 @@ def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, led
         run_name: the replicate run's name; default `train_<role> seed <s> (<experiment or commit>)`.
         family_name: the parent run's name when it is created; default `<stage> (replicates)`.
     """
-    experiment_id = setup(root, experiment_name)
     all_tags = standard_tags(root, stage=stage, seed=str(seed), **tags)
-    parent = family_run(experiment_id, stage, family, {k: v for k, v in all_tags.items() if k != "seed"},
-                        run_name=family_name)
+    with store_lock(root):  # replicates starting at once (reslab repro): one store, one experiment, one family
+        experiment_id = setup(root, experiment_name)
+        parent = family_run(experiment_id, stage, family, {k: v for k, v in all_tags.items() if k != "seed"},
+                            run_name=family_name)
     active, resumed = start_stage_run(ledger, experiment_id=experiment_id,
                                       run_name=run_name or run_label(stage, root, seed),
                                       fingerprint=fingerprint,
