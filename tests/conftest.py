@@ -143,8 +143,10 @@ def prepared_project(tmp_path_factory, tiny_images) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_project(tmp_path_factory, tiny_images) -> Path:
-    """The whole pipeline run once with `dvc repro` in a tiny project (session-wide; don't modify)."""
+    """The whole pipeline run once in a tiny project as `make run` runs it, with `reslab repro` (dvc repro, the
+    training replicates 2 at a time); its output is in .reslab/repro.out (session-wide; don't modify)."""
     root = make_project(tmp_path_factory.mktemp("pipeline") / "proj", tiny_images)
     run(["dvc", "add", "-q", "data"], root)
-    run(["dvc", "repro"], root, timeout=900)
+    out = run(["reslab", "repro", "--jobs", "2"], root, timeout=900).stdout
+    (root / ".reslab" / "repro.out").write_text(out)
     return root

@@ -1,5 +1,5 @@
-"""The real pipeline, shrunk: `dvc repro` in a temp git repo on a tiny generated data set (32 px, 2 epochs, seeds
-1 and 2 in replicates.seeds)."""
+"""The real pipeline, shrunk: `reslab repro` (make run's dvc repro) in a temp git repo on a tiny generated data set
+(32 px, 2 epochs, seeds 1 and 2 in replicates.seeds)."""
 import json
 import shutil
 
