@@ -87,16 +87,27 @@ def clean_tree(data: Path, out: Path, workers: int) -> dict:
     manifest, report = filter_dataset(data, min_images_per_class=1, min_image_size=1, workers=workers,
                                       link_roots=(os.fspath(ROOT / ".dvc" / "cache"),))  # data/ may link into it
     listed = manifest[manifest["path"].str.lower().str.endswith(tuple(f".{e}" for e in KERAS_FORMATS))]
-    if out.exists():
-        shutil.rmtree(out)
+    links = {}
     for path, label in zip(listed["path"], listed["label"]):
         rel = Path(os.path.relpath(path, Path(data) / label))  # lexical: a link's own path names the sample
-        link = out / label / "__".join(rel.parts)  # flat: nested folders would sort differently in the two codes
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(Path(path).resolve())
+        # flat: nested folders would sort differently in the two codes
+        links[f"{label}/{'__'.join(rel.parts)}"] = os.fspath(Path(path).resolve())
+    if tree_links(out) != links:  # kept when unchanged: a second harness process may be reading it
+        if out.exists():
+            shutil.rmtree(out)
+        for name, target in links.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).symlink_to(target)
     return {"n_images": len(listed), "filter_skipped": report["skipped_by_reason"],
             "not_listed_by_keras": len(manifest) - len(listed),
             "decoded_with_conversions": {k: v for k, v in report["conversions"].items() if v}}
+
+
+def tree_links(out: Path) -> dict[str, str]:
+    """{"class/name": target} of the links in a clean tree ({} when there is none)."""
+    if not out.is_dir():
+        return {}
+    return {f"{c.name}/{f.name}": os.readlink(f) for c in out.iterdir() if c.is_dir() for f in c.iterdir()}
 
 
 def reference_split(clean: Path, min_images: int, test_per_class: int, validation_split: float) -> dict:
@@ -157,8 +168,10 @@ def run_reference(args, clean: Path, split: dict, work: Path, seed: int) -> dict
     print(f"reference seed {seed}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     with open(run_dir / "log.txt", "w") as log:
+        threads = {"TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": str(args.threads)} \
+            if args.threads else {}
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **threads})
         for line in proc.stdout:
             log.write(line)
             if line.startswith("[reference extra]") and " epoch " in line:
@@ -171,6 +184,7 @@ def run_reference(args, clean: Path, split: dict, work: Path, seed: int) -> dict
     check_reference_split(split, run_dir / "split", result)
     shutil.rmtree(run_dir / "split")  # a copy of the data set; its file lists were just checked
     result["harness_wall_s"] = round(time.perf_counter() - t0, 1)
+    result["threads"] = args.threads or os.cpu_count()
     done.write_text(json.dumps(result) + "\n")
     for role in ROLES:
         r = result[REFERENCE_ROLE[role]]
@@ -203,9 +217,29 @@ def prepare_arrays(split: dict, clean: Path, image_size: int, interpolation: str
     return {name: load_prepared(out_dir, name) for name in ("train", "val", "test")}
 
 
+def claim(path: Path) -> bool:
+    """Take `path` (a run's claim file, holding this process's pid) unless a live process on this machine holds it."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(path.read_text() or 0), 0)
+                return False  # held by a live process
+            except (ProcessLookupError, ValueError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # left by a process that died: take it over
+                continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def run_reslab(params: Params, role: str, seed: int, arrays: dict[str, ImageArrays], work: Path,
-               data_key: str) -> dict:
-    """One reslab training run, as the training stage would resolve `params`; cached by its effective recipe."""
+               data_key: str) -> dict | None:
+    """One reslab training run, as the training stage would resolve `params`; cached by its effective recipe.
+
+    None while another harness process (same --work) trains it: processes started side by side share the runs."""
     recipe = recipe_from_params(params, role, seed)
     precision = resolve_precision(params.train.precision_setting(), torch.device("cpu"))
     effective = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in ("seed", "recipe")}
@@ -216,6 +250,18 @@ def run_reslab(params: Params, role: str, seed: int, arrays: dict[str, ImageArra
     done = work / "runs" / "reslab" / role / key / f"seed_{seed}.json"
     if done.is_file():
         return {**json.loads(done.read_text()), "reused": True}
+    done.parent.mkdir(parents=True, exist_ok=True)
+    held = done.with_suffix(".claim")
+    if not claim(held):
+        return None
+    try:
+        return {**train_run(recipe, precision, effective, key, arrays, done), "reused": False}
+    finally:
+        held.unlink(missing_ok=True)
+
+
+def train_run(recipe, precision, effective: dict, key: str, arrays: dict[str, ImageArrays], done: Path) -> dict:
+    seed = recipe.seed
     data = arrays[recipe.interpolation]
     t0 = time.perf_counter()
     model, result = train_classifier(recipe, data["train"], data["val"], precision=precision, progress=False)
@@ -224,12 +270,14 @@ def run_reslab(params: Params, role: str, seed: int, arrays: dict[str, ImageArra
     run = {"seed": seed, "test_accuracy": test["accuracy"], "test_loss": test["loss"],
            "epochs_trained": len(result.history), "best_epoch": result.best_epoch,
            "stopped_early": result.stopped_early, "train_time_s": round(train_time, 2),
+           "threads": torch.get_num_threads(),
            "precision": precision.name, "recipe": effective, "key": key,
            "history": [{k: r[k] for k in ("epoch", "train_accuracy", "train_loss", "val_accuracy", "val_loss")}
                        for r in result.history]}
-    done.parent.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps(run) + "\n")
-    return {**run, "reused": False}
+    tmp = done.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(run) + "\n")
+    tmp.replace(done)  # whole or absent, for a process reading it
+    return run
 
 
 # ----------------------------------------------------------------------------- variants
@@ -270,9 +318,19 @@ def main() -> None:
                     help="an ImageFolder (default: the built-in data set, generated when missing)")
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--ablation-seeds", type=int, nargs="+", default=None,
+                    help="the ablation steps' seeds, a subset of --seeds (default: all of them); the parity table "
+                         "keeps every seed")
     ap.add_argument("--steps", nargs="*", default=list(STEPS), choices=list(STEPS),
                     help="ablation steps, applied cumulatively in the canonical order (default: all)")
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--skip-reslab", action="store_true",
+                    help="run only the reference's seeds (the report needs a later run without this flag)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads per run, reslab's (torch) and the reference's (TensorFlow); default: every core. "
+                         "Two harness processes with --threads 1 on 2 cores (one --skip-reslab, one "
+                         "--skip-reference, the same --work) finish sooner than one; a later run without the flags "
+                         "reuses their runs and writes the report")
     ap.add_argument("--epochs-cnn", type=int, default=None, help="the plain CNN's epoch cap in every run "
                     "(default: each recipe's own; the reference's 50)")
     ap.add_argument("--epochs-resnet", type=int, default=None, help="likewise for the ResNet (reference: 40)")
@@ -286,6 +344,9 @@ def main() -> None:
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     args = ap.parse_args()
     steps = [s for s in STEPS if s in args.steps]
+    ablation_seeds = args.ablation_seeds or args.seeds
+    if not set(ablation_seeds) <= set(args.seeds):
+        raise SystemExit(f"--ablation-seeds {ablation_seeds}: must be among --seeds {args.seeds}")
     t_start = time.perf_counter()
 
     if not args.data.exists():
@@ -304,39 +365,62 @@ def main() -> None:
           f"{len(split['classes'])} classes, {len(split['train'])} train / {len(split['val'])} val / "
           f"{len(split['test'])} test", flush=True)
 
-    base = load_params(args.params, [f"data.image_size={args.image_size}"])
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"--threads {args.threads}: must be at least 1")
+    base = load_params(args.params, [f"data.image_size={args.image_size}"]
+                       + ([f"train.num_threads={args.threads}"] if args.threads else []))
     setup_runtime(base.train, who="parity")
     named = variants(base, steps, {"baseline": args.epochs_cnn, "resnet": args.epochs_resnet})
     if steps == list(STEPS):
         check_steps_reach_original(named)
 
-    reference, versions = {role: [] for role in ROLES}, {}
+    reference, versions, reference_results = {role: [] for role in ROLES}, {}, []
     if not args.skip_reference:
         for seed in args.seeds:
             result = run_reference(args, clean, split, work, seed)
+            reference_results.append(result)
             versions = {"tensorflow": result["tensorflow"], "keras": result["keras"]}
             for role in ROLES:
                 reference[role].append(reference_run(result, role))
 
+    if args.skip_reslab:
+        print(f"reference runs done ({time.perf_counter() - t_start:.0f} s), under {work / 'runs' / 'reference'}; "
+              "the report needs a run without --skip-reslab")
+        return
     arrays = {interp: prepare_arrays(split, clean, args.image_size, interp, work)
               for interp in sorted({p.interpolation() for _, _, p in named})}
     reslab: dict[str, dict[str, list[dict]]] = {}
-    for name, overrides, params in named:
-        reslab[name] = {role: [] for role in ROLES}
-        for role in ROLES:
-            for seed in args.seeds:
-                run = run_reslab(params, role, seed, arrays, work, digest([split, args.image_size]))
-                reslab[name][role].append(run)
-                print(f"reslab {name:24s} {role:8s} seed {seed}: held-out accuracy {run['test_accuracy']:.4f}, "
-                      f"{run['epochs_trained']} epochs, {run['train_time_s']:.0f} s"
-                      + (" (reused: this effective recipe ran before, --work)" if run["reused"] else ""), flush=True)
+    todo = [(name, params, role, seed) for name, _, params in named for role in ROLES
+            for seed in (args.seeds if name in ("fair", "original") else ablation_seeds)]
+    todo.sort(key=lambda t: t[0] not in ("fair", "original"))  # the parity table's runs first (a stable sort)
+    runs: dict[tuple[str, str, int], dict] = {}
+    while todo:
+        waiting = []
+        for name, params, role, seed in todo:
+            run = run_reslab(params, role, seed, arrays, work, digest([split, args.image_size]))
+            if run is None:
+                waiting.append((name, params, role, seed))
+                continue
+            runs[name, role, seed] = run
+            print(f"reslab {name:24s} {role:8s} seed {seed}: held-out accuracy {run['test_accuracy']:.4f}, "
+                  f"{run['epochs_trained']} epochs, {run['train_time_s']:.0f} s"
+                  + (" (reused: this effective recipe ran before, --work)" if run["reused"] else ""), flush=True)
+        if waiting:
+            print(f"waiting for {len(waiting)} runs another harness process is training", flush=True)
+            time.sleep(15)
+        todo = waiting
+    reslab: dict[str, dict[str, list[dict]]] = {
+        name: {role: [runs[name, role, s] for s in (args.seeds if name in ("fair", "original") else ablation_seeds)]
+               for role in ROLES} for name, _, _ in named}
 
     meta = {"date": args.date, "command": " ".join(sys.argv), "data": str(args.data), "data_info": data_info,
-            "image_size": args.image_size, "seeds": args.seeds, "steps": steps,
+            "image_size": args.image_size, "seeds": args.seeds, "ablation_seeds": ablation_seeds, "steps": steps,
             "classes": {c: {p: sum(x[0] == c for x in split[p]) for p in ("train", "val", "test")}
                         for c in split["classes"]},
             "variants": {name: overrides for name, overrides, _ in named},
-            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": {  # per run: a cached run keeps the count it trained with
+                "reference": sorted({r.get("threads", 0) for r in reference_results}),
+                "reslab": sorted({r.get("threads", 0) for v in reslab.values() for rs in v.values() for r in rs})},
             **versions, "wall_s": round(time.perf_counter() - t_start, 1)}
     paths = parity_report.write(args.out, meta, reference, reslab)
     print(parity_report.console_summary(meta, reference, reslab))

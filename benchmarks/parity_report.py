@@ -41,6 +41,22 @@ NOT_REPRODUCED = [
 ]
 
 
+def threads_text(threads) -> str:
+    if not isinstance(threads, dict):  # a report from before threads were recorded per run
+        return str(threads)
+    return ", ".join(f"{k} {'/'.join(str(t) for t in v) or '-'}" for k, v in threads.items() if v)
+
+
+def train_minutes(reference: dict, reslab: dict) -> float:
+    runs = [r for rs in reference.values() for r in rs]
+    seen = {}
+    for variant in reslab.values():
+        for role, rs in variant.items():
+            for r in rs:
+                seen[(role, r.get("key"), r["seed"])] = r  # a run shared by two variants counts once
+    return sum(r["train_time_s"] for r in runs + list(seen.values())) / 60
+
+
 def pct(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
 
@@ -98,18 +114,21 @@ def ablation_tables(reslab: dict, steps: list[str]) -> tuple[list[str], dict]:
     lines, data = [], {}
     order = ["fair", *steps, "original"]
     for role in ROLES:
+        # the steps may run on fewer seeds than the parity table (--ablation-seeds): pair on those
+        seeds = [r["seed"] for r in reslab[steps[0]][role]] if steps else [r["seed"] for r in reslab["fair"][role]]
+        by_seed = {name: {r["seed"]: r for r in reslab[name][role]} for name in order}
         lines += [f"### {TITLES[role]}", "",
                   "| step (cumulative from fair) | held-out accuracy % (mean ± sd) | 95 % CI | epochs trained | "
                   "train s per run | effect vs previous, pp (paired over seeds) | 95 % CI |",
                   "|---|---|---|---|---|---|---|"]
         data[role] = []
         for i, name in enumerate(order):
-            runs = reslab[name][role]
+            runs = [by_seed[name][s] for s in seeds]
             c = summary_cells(runs)
             label = "fair (start)" if name == "fair" else "original (preset)" if name == "original" else f"+ {name}"
             effect, cells = None, "| | |"
             if i > 0:
-                prev = reslab[order[i - 1]][role]
+                prev = [by_seed[order[i - 1]][s] for s in seeds]
                 if all(a["key"] == b["key"] for a, b in zip(runs, prev)):
                     cells = "| 0 (the same recipe for this model: not retrained) | |"
                     effect = {"mean": 0.0, "same_recipe": True}
@@ -166,14 +185,17 @@ def markdown(meta: dict, reference: dict, reslab: dict) -> tuple[str, dict]:
         + ", ".join(f"{c} {n['train']}/{n['val']}/{n['test']}" for c, n in meta["classes"].items())
         + " (train/val/test)",
         f"- {meta['image_size']} px; seeds {meta['seeds']}; machine: {meta['cpus']} CPUs, torch {meta['torch']} "
-        f"({meta['threads']} threads)" + (f", TensorFlow {meta['tensorflow']}" if meta.get("tensorflow") else "")
-        + f"; wall time {meta['wall_s'] / 60:.1f} min", "",
+        f"(threads per run: {threads_text(meta['threads'])})"
+        + (f", TensorFlow {meta['tensorflow']}" if meta.get("tensorflow") else "")
+        + f"; this invocation {meta['wall_s'] / 60:.1f} min, the runs' training time summed "
+          f"{train_minutes(reference, reslab):.0f} min (runs cached under --work were trained by earlier ones)", "",
         "## Parity: held-out test accuracy", "",
         "Held-out = the test folder (the notebook's own 'Test accuracy' is on its validation generator). Epochs "
         "trained: the reference's CNN may stop early (patience 3), its ResNet runs a fixed budget.", "",
         *parity,
         "## Ablation: from reslab's fair recipe to the study's, one difference at a time", "",
-        "Overrides per step: " + "; ".join(f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in o.items())
+        f"Seeds {meta.get('ablation_seeds') or meta['seeds']}; each step's effect is paired over them (a t-interval "
+        "with n - 1 degrees of freedom, so few seeds give wide intervals). Overrides per step: " + "; ".join(f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in o.items())
                                            for name, o in meta["variants"].items() if o) + ".", "",
         *ablation,
         "![learning curves](" + f"parity-{meta['date']}.png)", "",

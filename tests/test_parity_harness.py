@@ -1,0 +1,96 @@
+"""benchmarks/parity.py, the harness that measures reslab against the study's Keras code: its split rule, that its
+ablation really walks from the fair recipe to the original one, and that harness processes run side by side share
+the runs. The reference itself needs TensorFlow (make parity-env), which CI does not install: it is not run here."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def parity():
+    spec = importlib.util.spec_from_file_location("parity", ROOT / "benchmarks" / "parity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_split_is_the_notebooks_rule(parity, tmp_path):
+    for label, n in (("a", 10), ("b", 5), ("c", 4)):
+        (tmp_path / label).mkdir()
+        for i in reversed(range(n)):  # creation order must not matter: the rule sorts names
+            (tmp_path / label / f"{i:02d}.png").touch()
+    split = parity.reference_split(tmp_path, min_images=4, test_per_class=2, validation_split=0.2)
+    assert split["classes"] == ["a", "b"]  # "more than" --min-images: c (4 files) is dropped
+    assert split["test"] == [("a", "08.png"), ("a", "09.png"), ("b", "03.png"), ("b", "04.png")]
+    # of the rest, Keras' validation_split takes the first int(0.2 n) sorted files of each class
+    assert split["val"] == [("a", "00.png")]  # int(0.2 * 8) = 1; int(0.2 * 3) = 0 for b
+    assert split["train"] == [("a", f"{i:02d}.png") for i in range(1, 8)] + [("b", f"{i:02d}.png") for i in range(3)]
+    with pytest.raises(SystemExit, match="more than --min-images 10"):
+        parity.reference_split(tmp_path, min_images=10, test_per_class=2, validation_split=0.2)
+
+
+def test_the_ablation_reaches_the_original_recipe_and_needs_every_step(parity):
+    base = parity.load_params(ROOT / "params.yaml", ["data.image_size=64"])
+    steps = list(parity.STEPS)
+    parity.check_steps_reach_original(parity.variants(base, steps, {"baseline": None, "resnet": None}))
+    for missing in steps:  # each step is a difference the original recipe has: leaving one out must show
+        with pytest.raises(SystemExit, match="not the original recipe"):
+            parity.check_steps_reach_original(
+                parity.variants(base, [s for s in steps if s != missing], {"baseline": None, "resnet": None}))
+
+
+def test_a_claim_is_held_by_a_live_process_and_taken_from_a_dead_one(parity, tmp_path):
+    path = tmp_path / "seed_0.claim"
+    assert parity.claim(path)
+    assert path.read_text() == str(os.getpid())
+    assert not parity.claim(path)  # this process is alive: a second taker must wait
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path.write_text(dead.stdout.strip())
+    assert parity.claim(path) and path.read_text() == str(os.getpid())
+
+
+@pytest.mark.slow
+def test_two_harness_processes_share_the_runs_and_write_the_report(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        d = tmp_path / "data" / f"class_{c}"
+        d.mkdir(parents=True)
+        for i in range(24):
+            Image.fromarray((rng.random((28, 28, 3)) * 80 + 60 * c).astype("uint8")).save(d / f"{i:03d}.png")
+    (tmp_path / "data" / "class_0" / "broken.png").write_bytes(b"not a png")  # the filter drops it
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "parity.py"), "--data", str(tmp_path / "data"),
+           "--min-images", "20", "--test-per-class", "4", "--image-size", "24", "--seeds", "0", "1",
+           "--ablation-seeds", "1", "--epochs-cnn", "1", "--epochs-resnet", "1", "--steps", "init", "bn_frozen",
+           "--skip-reference", "--threads", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+           "--date", "test"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    trained = [line for log in logs for line in log.splitlines()
+               if line.startswith("reslab ") and "(reused" not in line]
+    # unique runs: fair and original on 2 seeds, init and bn_frozen on seed 1, per role; bn_frozen leaves the
+    # plain CNN's recipe unchanged, so its run is the init step's
+    runs = sorted((tmp_path / "work" / "runs" / "reslab").rglob("seed_*.json"))
+    assert len(trained) == len(runs) == 4 + 4 + 2 + 1, (trained, runs)
+    assert not list((tmp_path / "work").rglob("*.claim"))
+    report = json.loads((tmp_path / "out" / "parity-test.json").read_text())
+    assert report["meta"]["data_info"]["filter_skipped"] == {"not an image": 1}
+    assert report["meta"]["ablation_seeds"] == [1] and report["meta"]["threads"]["reslab"] == [1]
+    cnn = {row["step"]: row for row in report["tables"]["ablation"]["baseline"]}
+    assert cnn["bn_frozen"]["effect_vs_previous"] == {"mean": 0.0, "same_recipe": True}
+    assert [r["seed"] for r in report["reslab"]["fair"]["resnet"]] == [0, 1]
+    assert [r["seed"] for r in report["reslab"]["init"]["resnet"]] == [1]
+    text = (tmp_path / "out" / "parity-test.md").read_text()
+    assert "| + bn_frozen |" in text and "Seeds [1]" in text
+    assert (tmp_path / "out" / "parity-test.png").stat().st_size > 10_000
