@@ -389,9 +389,10 @@ def main() -> None:
         return
     arrays = {interp: prepare_arrays(split, clean, args.image_size, interp, work)
               for interp in sorted({p.interpolation() for _, _, p in named})}
-    reslab: dict[str, dict[str, list[dict]]] = {}
-    todo = [(name, params, role, seed) for name, _, params in named for role in ROLES
-            for seed in (args.seeds if name in ("fair", "original") else ablation_seeds)]
+    def seeds_of(name: str) -> list[int]:
+        return args.seeds if name in ("fair", "original") else ablation_seeds
+
+    todo = [(name, params, role, seed) for name, _, params in named for role in ROLES for seed in seeds_of(name)]
     todo.sort(key=lambda t: t[0] not in ("fair", "original"))  # the parity table's runs first (a stable sort)
     runs: dict[tuple[str, str, int], dict] = {}
     while todo:
@@ -410,15 +411,15 @@ def main() -> None:
             time.sleep(15)
         todo = waiting
     reslab: dict[str, dict[str, list[dict]]] = {
-        name: {role: [runs[name, role, s] for s in (args.seeds if name in ("fair", "original") else ablation_seeds)]
-               for role in ROLES} for name, _, _ in named}
+        name: {role: [runs[name, role, s] for s in seeds_of(name)] for role in ROLES} for name, _, _ in named}
 
     meta = {"date": args.date, "command": " ".join(sys.argv), "data": str(args.data), "data_info": data_info,
             "image_size": args.image_size, "seeds": args.seeds, "ablation_seeds": ablation_seeds, "steps": steps,
             "classes": {c: {p: sum(x[0] == c for x in split[p]) for p in ("train", "val", "test")}
                         for c in split["classes"]},
             "variants": {name: overrides for name, overrides, _ in named},
-            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": {  # per run: a cached run keeps the count it trained with
+            "cpus": os.cpu_count(), "torch": torch.__version__,
+            "threads": {  # per run: a cached run keeps the count it trained with
                 "reference": sorted({r.get("threads", 0) for r in reference_results}),
                 "reslab": sorted({r.get("threads", 0) for v in reslab.values() for rs in v.values() for r in rs})},
             **versions, "wall_s": round(time.perf_counter() - t_start, 1)}

@@ -41,9 +41,7 @@ NOT_REPRODUCED = [
 ]
 
 
-def threads_text(threads) -> str:
-    if not isinstance(threads, dict):  # a report from before threads were recorded per run
-        return str(threads)
+def threads_text(threads: dict) -> str:
     return ", ".join(f"{k} {'/'.join(str(t) for t in v) or '-'}" for k, v in threads.items() if v)
 
 
@@ -195,8 +193,9 @@ def markdown(meta: dict, reference: dict, reslab: dict) -> tuple[str, dict]:
         *parity,
         "## Ablation: from reslab's fair recipe to the study's, one difference at a time", "",
         f"Seeds {meta.get('ablation_seeds') or meta['seeds']}; each step's effect is paired over them (a t-interval "
-        "with n - 1 degrees of freedom, so few seeds give wide intervals). Overrides per step: " + "; ".join(f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in o.items())
-                                           for name, o in meta["variants"].items() if o) + ".", "",
+        "with n - 1 degrees of freedom, so few seeds give wide intervals). Overrides per step: "
+        + "; ".join(f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in o.items())
+                    for name, o in meta["variants"].items() if o) + ".", "",
         *ablation,
         "![learning curves](" + f"parity-{meta['date']}.png)", "",
         "## Not reproduced (differences that remain between reslab original and the reference)", "",
