@@ -29,8 +29,10 @@ rerun with the same settings finds it (an interrupted run continues). Prints pro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -217,6 +219,19 @@ def prepare_arrays(split: dict, clean: Path, image_size: int, interpolation: str
     return {name: load_prepared(out_dir, name) for name in ("train", "val", "test")}
 
 
+@contextlib.contextmanager
+def work_lock(work: Path):
+    """Serialise, between harness processes sharing --work, what they build in place: the clean tree, the prepared
+    arrays and the report (two processes started at once would otherwise both link the same tree)."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "setup.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def claim(path: Path) -> bool:
     """Take `path` (a run's claim file, holding this process's pid) unless a live process on this machine holds it."""
     for _ in range(2):
@@ -358,7 +373,8 @@ def main() -> None:
         raise SystemExit(f"{args.reference_python}: missing; run `make parity-env` (or pass --skip-reference)")
     work = args.work.resolve()
     clean = work / "clean" / digest(str(args.data.resolve()))
-    data_info = clean_tree(args.data, clean, default_threads())
+    with work_lock(work):
+        data_info = clean_tree(args.data, clean, default_threads())
     split = reference_split(clean, args.min_images, args.test_per_class, validation_split=0.2)
     print(f"{args.data}: {data_info['n_images']} images both implementations can read (filter skipped "
           f"{data_info['filter_skipped']}, not listed by Keras {data_info['not_listed_by_keras']}); split: "
@@ -387,8 +403,9 @@ def main() -> None:
         print(f"reference runs done ({time.perf_counter() - t_start:.0f} s), under {work / 'runs' / 'reference'}; "
               "the report needs a run without --skip-reslab")
         return
-    arrays = {interp: prepare_arrays(split, clean, args.image_size, interp, work)
-              for interp in sorted({p.interpolation() for _, _, p in named})}
+    with work_lock(work):
+        arrays = {interp: prepare_arrays(split, clean, args.image_size, interp, work)
+                  for interp in sorted({p.interpolation() for _, _, p in named})}
     def seeds_of(name: str) -> list[int]:
         return args.seeds if name in ("fair", "original") else ablation_seeds
 
@@ -423,7 +440,8 @@ def main() -> None:
                 "reference": sorted({r.get("threads", 0) for r in reference_results}),
                 "reslab": sorted({r.get("threads", 0) for v in reslab.values() for rs in v.values() for r in rs})},
             **versions, "wall_s": round(time.perf_counter() - t_start, 1)}
-    paths = parity_report.write(args.out, meta, reference, reslab)
+    with work_lock(work):
+        paths = parity_report.write(args.out, meta, reference, reslab)
     print(parity_report.console_summary(meta, reference, reslab))
     print("wrote " + ", ".join(str(p) for p in paths))
 
