@@ -45,7 +45,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from reslab.config import ORIGINAL_RECIPE, Params, load_params, with_overrides
+from reslab.config import ORIGINAL_RECIPE, ConfigError, Params, load_params, with_overrides
 from reslab.data.filtering import filter_dataset
 from reslab.data.prepared import ImageArrays, load_prepared, prepare_split
 from reslab.hardware import default_threads
@@ -352,6 +352,8 @@ def main() -> None:
     ap.add_argument("--min-images", type=int, default=100, help="keep classes with more files (the notebook: 100)")
     ap.add_argument("--test-per-class", type=int, default=50, help="the test folder per class (the notebook: 50)")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="reslab's recipe (fair: as written)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="overrides of --params, as `dvc exp run -S` takes them (e.g. train.init=torch)")
     ap.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
     ap.add_argument("--reference-python", type=Path, default=ROOT / ".venv-seedref" / "bin" / "python")
     ap.add_argument("--work", type=Path, default=ROOT / ".reslab" / "parity", help="clean tree, arrays, raw runs")
@@ -383,8 +385,11 @@ def main() -> None:
 
     if args.threads is not None and args.threads < 1:
         raise SystemExit(f"--threads {args.threads}: must be at least 1")
-    base = load_params(args.params, [f"data.image_size={args.image_size}"]
-                       + ([f"train.num_threads={args.threads}"] if args.threads else []))
+    try:
+        base = load_params(args.params, [*args.set, f"data.image_size={args.image_size}"]
+                           + ([f"train.num_threads={args.threads}"] if args.threads else []))
+    except ConfigError as e:
+        raise SystemExit(f"--params / --set: {e}") from None
     setup_runtime(base.train, who="parity")
     named = variants(base, steps, {"baseline": args.epochs_cnn, "resnet": args.epochs_resnet})
     if steps == list(STEPS):

@@ -94,3 +94,34 @@ def test_two_harness_processes_share_the_runs_and_write_the_report(tmp_path):
     text = (tmp_path / "out" / "parity-test.md").read_text()
     assert "| + bn_frozen |" in text and "Seeds [1]" in text
     assert (tmp_path / "out" / "parity-test.png").stat().st_size > 10_000
+
+
+def test_clipart_folder_from_a_package_flattens_transparency_over_white(tmp_path):
+    """benchmarks/clipart_data.py on a small .deb laid out as openclipart-png: per-class sampling (subfolders
+    included), transparency composited over white, the long side capped; a class short of files is named."""
+    pkg = tmp_path / "pkg"
+    for c, cls in enumerate(("animals", "food", "people", "tools", "transportation")):
+        for i in range(3):
+            d = pkg / "usr" / "share" / "openclipart" / "png" / cls / ("sub" if i == 2 else "")
+            d.mkdir(parents=True, exist_ok=True)
+            rgba = np.zeros((40, 300, 4), np.uint8)  # transparent black, one opaque coloured square
+            rgba[10:20, 10:20] = (200, 20 * c, 0, 255)
+            Image.fromarray(rgba, "RGBA").save(d / f"{cls}_{i}.png")
+    (pkg / "DEBIAN").mkdir()
+    (pkg / "DEBIAN" / "control").write_text("Package: openclipart-png\nVersion: 1.0\nArchitecture: all\n"
+                                            "Maintainer: t <t@localhost>\nDescription: test\n")
+    deb = tmp_path / "openclipart-png_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(pkg), str(deb)], check=True,
+                   capture_output=True)
+    script = [sys.executable, str(ROOT / "benchmarks" / "clipart_data.py"), "--deb", str(deb), "--max-side", "60"]
+    out = tmp_path / "clipart"
+    subprocess.run(script + ["--out", str(out), "--per-class", "3"], check=True, capture_output=True)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert len(files) == 15 and "animals/sub__animals_2.png" in files
+    with Image.open(out / "food" / "food_0.png") as im:
+        assert im.mode == "RGB" and im.size == (60, 8)  # 300 x 40 shrunk to a 60 px long side
+        pixels = np.asarray(im)
+    assert (pixels[0, -1] == 255).all()  # transparent -> white, not Keras' black
+    assert json.loads((tmp_path / "clipart.json").read_text())["classes"]["tools"] == {"available": 3, "kept": 3}
+    short = subprocess.run(script + ["--out", str(tmp_path / "x"), "--per-class", "4"], capture_output=True, text=True)
+    assert short.returncode == 1 and "animals: 3 PNGs, fewer than --per-class 4" in short.stderr
