@@ -313,8 +313,14 @@ def variants(base: Params, steps: list[str], caps: dict[str, int | None]) -> lis
     for step in steps:
         cumulative = {**cumulative, **STEPS[step]}
         out.append((step, *capped(cumulative)))
-    out.append(("original", *capped({"train.recipe": "original"})))
+    out.append(("original", *capped(ORIGINAL)))
     return out
+
+
+# The preset, whatever --params and --set switched: every key a step sets back to "the recipe's" (train.precision's
+# unset value is auto; the preset replaces train_<role>.augment itself).
+ORIGINAL = {"train.recipe": "original", **{key: "auto" if key == "train.precision" else None
+                                           for step in STEPS.values() for key in step if not key.endswith(".augment")}}
 
 
 def check_steps_reach_original(named: list[tuple[str, dict, Params]]) -> None:

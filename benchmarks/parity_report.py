@@ -194,8 +194,8 @@ def markdown(meta: dict, reference: dict, reslab: dict) -> tuple[str, dict]:
         "## Ablation: from reslab's fair recipe to the study's, one difference at a time", "",
         f"Seeds {meta.get('ablation_seeds') or meta['seeds']}; each step's effect is paired over them (a t-interval "
         "with n - 1 degrees of freedom, so few seeds give wide intervals). Overrides per step: "
-        + "; ".join(f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in o.items())
-                    for name, o in meta["variants"].items() if o) + ".", "",
+        + "; ".join(f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in o.items() if v not in (None, "auto"))
+                    for name, o in meta["variants"].items() if o) + ".", "",  # (original's resets not shown)
         *ablation,
         "![learning curves](" + f"parity-{meta['date']}.png)", "",
         "## Not reproduced (differences that remain between reslab original and the reference)", "",
