@@ -64,7 +64,7 @@ KERAS_FORMATS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff")  # keras 2.1
 O = ORIGINAL_RECIPE
 # The ablation: from the fair recipe toward the original, applied cumulatively in this order (one difference each).
 STEPS: dict[str, dict] = {
-    "init": {"train.init": O["shared"]["init"]},
+    "init": {f"train_{r}.init": O["shared"]["init"] for r in ROLES},  # a role's own switch wins over train.init
     "adam_eps": {"train.adam_eps": O["shared"]["adam_eps"]},
     "bn_constants": {"train.bn_momentum": O["shared"]["bn_momentum"], "train.bn_eps": O["shared"]["bn_eps"]},
     "last_weights": {f"train_{r}.restore_best": O[r]["restore_best"] for r in ROLES},
@@ -317,9 +317,9 @@ def variants(base: Params, steps: list[str], caps: dict[str, int | None]) -> lis
     return out
 
 
-# The preset, whatever --params and --set switched: every key a step sets back to "the recipe's" (train.precision's
-# unset value is auto; the preset replaces train_<role>.augment itself).
-ORIGINAL = {"train.recipe": "original", **{key: "auto" if key == "train.precision" else None
+# The preset, whatever --params and --set switched: every key a step sets, and train.init, back to "the recipe's"
+# (train.precision's unset value is auto; the preset replaces train_<role>.augment itself).
+ORIGINAL = {"train.recipe": "original", "train.init": None, **{key: "auto" if key == "train.precision" else None
                                            for step in STEPS.values() for key in step if not key.endswith(".augment")}}
 
 

@@ -43,16 +43,23 @@ def test_reference_split_is_the_notebooks_rule(parity, tmp_path):
 def test_the_ablation_reaches_the_original_recipe_and_needs_every_step(parity):
     caps = {"baseline": None, "resnet": None}
     steps = list(parity.STEPS)
-    # from the fair recipe with PyTorch's initialisation (its default until the parity measurements), every step
+    # from the fair recipe with PyTorch's initialisation for both (its default until the parity measurements), every step
     # is a difference the original recipe has: leaving one out must show
     torch_init = parity.load_params(ROOT / "params.yaml", ["data.image_size=64", "train.init=torch"])
     parity.check_steps_reach_original(parity.variants(torch_init, steps, caps))
     for missing in steps:
         with pytest.raises(SystemExit, match="not the original recipe"):
             parity.check_steps_reach_original(parity.variants(torch_init, [s for s in steps if s != missing], caps))
-    # today's fair recipe already has Keras' initialisation: without that step it reaches the original too
+    # today's fair recipe gives the plain CNN Keras' initialisation, the ResNet PyTorch's: the init step is still
+    # needed (for the ResNet)
     default = parity.load_params(ROOT / "params.yaml", ["data.image_size=64"])
-    parity.check_steps_reach_original(parity.variants(default, [s for s in steps if s != "init"], caps))
+    parity.check_steps_reach_original(parity.variants(default, steps, caps))
+    with pytest.raises(SystemExit, match="resnet: the ablation's last step is not the original recipe"):
+        parity.check_steps_reach_original(parity.variants(default, [s for s in steps if s != "init"], caps))
+    # a role's own switch, set by --params or --set, neither defeats a step nor leaks into the original preset
+    own = parity.load_params(ROOT / "params.yaml", ["data.image_size=64", "train_baseline.init=torch",
+                                                    "train_resnet.bn_frozen=false"])
+    parity.check_steps_reach_original(parity.variants(own, steps, caps))
 
 
 def test_a_claim_is_held_by_a_live_process_and_taken_from_a_dead_one(parity, tmp_path):

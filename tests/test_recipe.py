@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from reslab.config import ORIGINAL_RECIPE, ConfigError, load_params, with_overrides
+from reslab.config import FAIR_INIT, ORIGINAL_RECIPE, ConfigError, load_params, with_overrides
 from reslab.data.augment import BatchAugment
 from reslab.data.prepared import ImageArrays, load_resized
 from reslab.models import create_model
@@ -57,17 +57,17 @@ def batchnorms(model: nn.Module) -> list[nn.Module]:
 
 def test_default_recipe_sets_every_new_field_to_its_no_op(params):
     """Defaults resolve to the Recipe a caller that knows none of the new fields builds (their dataclass defaults),
-    but for the initialisation: fair's is Keras' glorot (FAIR_RECIPE), Recipe's own default PyTorch's layers' (what
-    the depth study's cells use)."""
+    but for the initialisation: fair's is per role (FAIR_INIT: Keras' glorot for the plain CNN, PyTorch's layers'
+    for the ResNet), Recipe's own default PyTorch's (what the depth study's cells use)."""
     for role in ROLES:
         recipe = recipe_from_params(params, role, seed=1)
         old_fields = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)
                       if f.name not in ("recipe", "init", "adam_eps", "bn_momentum", "bn_eps", "bn_frozen",
                                         "interpolation")}
-        assert recipe == Recipe(**old_fields, init="keras") and Recipe(**old_fields).init == "torch"
+        assert recipe == Recipe(**old_fields, init=FAIR_INIT[role]) and Recipe(**old_fields).init == "torch"
         assert (recipe.epochs, recipe.patience, recipe.min_epochs, recipe.restore_best) == (40, 10, 20, True)
         assert (recipe.init, recipe.adam_eps, recipe.bn_momentum, recipe.bn_eps, recipe.bn_frozen) == \
-            ("keras", 1e-8, None, None, False)
+            ({"baseline": "keras", "resnet": "torch"}[role], 1e-8, None, None, False)
     assert params.interpolation() == "bilinear" and params.train.precision_setting() == "auto"
 
 
@@ -77,7 +77,7 @@ def test_default_training_is_bit_identical_to_the_switches_at_their_fair_values_
     none of the new arguments (what train_classifier did before the switches)."""
     default = tiny(recipe_from_params(params, role, seed=2))
     explicit_params = with_overrides(params, {
-        "train.recipe": "fair", "train.init": "keras", "train.adam_eps": 1e-8, "train.bn_momentum": 0.1,
+        "train.recipe": "fair", f"train_{role}.init": FAIR_INIT[role], "train.adam_eps": 1e-8, "train.bn_momentum": 0.1,
         "train.bn_eps": 1e-5, "data.interpolation": "bilinear", f"train_{role}.restore_best": True,
         f"train_{role}.bn_frozen": False, f"train_{role}.epochs": 40, f"train_{role}.patience": 10,
         f"train_{role}.min_epochs": 20})
@@ -87,7 +87,8 @@ def test_default_training_is_bit_identical_to_the_switches_at_their_fair_values_
     model_b, result_b = train_classifier(explicit, TRAIN, VAL, precision=FP32, progress=False)
 
     seed_everything(default.seed)  # the plain path: model, loaders, fit with the old arguments only
-    model_c = to_device(keras_init_(create_model(default.model, num_classes=3, image_size=32)), FP32)
+    model_c = create_model(default.model, num_classes=3, image_size=32)
+    model_c = to_device(keras_init_(model_c) if FAIR_INIT[role] == "keras" else model_c, FP32)
     fit(model_c, ArrayLoader(TRAIN, 8, shuffle=True, seed=default.seed), ArrayLoader(VAL, 256, shuffle=False),
         epochs=1, lr=default.lr, patience=default.patience, precision=FP32, seed=default.seed,
         augment=BatchAugment(default.augment), progress=False)

@@ -8,13 +8,13 @@ accepted (nanoGPT-style strictness), so a typo in params.yaml never silently fal
 """
 from .loading import (check_value, field_type, flatten, from_dict, load_params, parse_override, read_params_file,
                       set_dotted, to_dict, with_overrides)
-from .sections import (AUGMENT_RANGES, FAIR_RECIPE, INITS, INTERPOLATIONS, MAX_MAGNITUDE, ORIGINAL_RECIPE,
+from .sections import (AUGMENT_RANGES, FAIR_INIT, FAIR_RECIPE, INITS, INTERPOLATIONS, MAX_MAGNITUDE, ORIGINAL_RECIPE,
                        PARAMS_FILE, PRECISIONS, PRUNERS, RECIPES, AugmentConfig, ConfigError, DataConfig,
                        EvaluateConfig, FilterConfig, MlflowConfig, ModelStageConfig, Params, ReplicatesConfig,
                        SplitConfig, TrainConfig, TuneConfig)
 from .writing import write_params
 
-__all__ = ["AUGMENT_RANGES", "FAIR_RECIPE", "INITS", "INTERPOLATIONS", "MAX_MAGNITUDE", "ORIGINAL_RECIPE", "PARAMS_FILE",
+__all__ = ["AUGMENT_RANGES", "FAIR_INIT", "FAIR_RECIPE", "INITS", "INTERPOLATIONS", "MAX_MAGNITUDE", "ORIGINAL_RECIPE", "PARAMS_FILE",
            "PRECISIONS", "PRUNERS", "RECIPES", "AugmentConfig", "ConfigError",
            "DataConfig", "EvaluateConfig", "FilterConfig", "MlflowConfig", "ModelStageConfig", "Params",
            "ReplicatesConfig", "SplitConfig", "TrainConfig", "TuneConfig", "check_value", "field_type", "flatten",
