@@ -299,3 +299,16 @@ def test_fit_trains_each_epoch_at_the_scheduled_rate(params):
 def test_bad_lr_milestones_name_the_key(milestones):
     with pytest.raises(ConfigError, match=r"train\.lr_milestones: .* out of range; accepted: increasing epochs"):
         load_params(REPO / "params.yaml", [f"train.lr_milestones={milestones}"])
+
+
+def test_initialisation_resolves_role_then_train_then_recipe(params):
+    """fair gives each role its own (FAIR_INIT); train.init sets both; train_<role>.init wins over it; original is
+    Keras' for both unless a switch says otherwise."""
+    def inits(overrides):
+        p = with_overrides(params, overrides)
+        return tuple(recipe_from_params(p, role, seed=1).init for role in ROLES)
+    assert inits({}) == (FAIR_INIT["baseline"], FAIR_INIT["resnet"]) == ("keras", "torch")
+    assert inits({"train.init": "torch"}) == ("torch", "torch")
+    assert inits({"train.init": "torch", "train_resnet.init": "keras"}) == ("torch", "keras")
+    assert inits({"train.recipe": "original"}) == ("keras", "keras")
+    assert inits({"train.recipe": "original", "train_baseline.init": "torch"}) == ("torch", "keras")
