@@ -29,10 +29,8 @@ rerun with the same settings finds it (an interrupted run continues). Prints pro
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
-import fcntl
 import hashlib
 import json
 import os
@@ -49,6 +47,7 @@ from reslab.config import ORIGINAL_RECIPE, ConfigError, Params, load_params, wit
 from reslab.data.filtering import filter_dataset
 from reslab.data.prepared import ImageArrays, load_prepared, prepare_split
 from reslab.hardware import default_threads
+from reslab.layout import file_lock
 from reslab.models import create_model
 from reslab.models.init import BATCH_NORMS
 from reslab.training import (ArrayLoader, evaluate, recipe_from_params, resolve_precision, setup_runtime,
@@ -219,17 +218,10 @@ def prepare_arrays(split: dict, clean: Path, image_size: int, interpolation: str
     return {name: load_prepared(out_dir, name) for name in ("train", "val", "test")}
 
 
-@contextlib.contextmanager
 def work_lock(work: Path):
     """Serialise, between harness processes sharing --work, what they build in place: the clean tree, the prepared
     arrays and the report (two processes started at once would otherwise both link the same tree)."""
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / "setup.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return file_lock(work / "setup.lock")
 
 
 def claim(path: Path) -> bool:
@@ -319,8 +311,9 @@ def variants(base: Params, steps: list[str], caps: dict[str, int | None]) -> lis
 
 # The preset, whatever --params and --set switched: every key a step sets, and train.init, back to "the recipe's"
 # (train.precision's unset value is auto; the preset replaces train_<role>.augment itself).
-ORIGINAL = {"train.recipe": "original", "train.init": None, **{key: "auto" if key == "train.precision" else None
-                                           for step in STEPS.values() for key in step if not key.endswith(".augment")}}
+ORIGINAL = {"train.recipe": "original", "train.init": None,
+            **{key: "auto" if key == "train.precision" else None
+               for step in STEPS.values() for key in step if not key.endswith(".augment")}}
 
 
 def check_steps_reach_original(named: list[tuple[str, dict, Params]]) -> None:

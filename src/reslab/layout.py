@@ -1,8 +1,11 @@
 """Where every input and output of the pipeline lives, relative to the project root (see docs/architecture.md)."""
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 ROLES = ("baseline", "resnet")  # the two training stages: train_baseline, train_resnet
 
@@ -75,3 +78,16 @@ class Layout:
 
     def replicate_checkpoint(self, role: str, seed: int) -> Path:
         return self.checkpoints / f"train_{role}" / f"seed_{seed}.pt"
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock, between the processes of one machine, held while the block runs (flock on `path`, created
+    with its folder when missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

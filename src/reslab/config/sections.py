@@ -97,7 +97,7 @@ class TrainConfig:
     num_threads: int = 0  # torch intra-op threads; 0 = all cores (divided between sweep workers)
     compile: bool = False  # torch.compile the training forward + backward (fuses BN/ReLU/adds; costs a compile)
     recipe: Literal[RECIPES] = "fair"  # fair = reslab's; original = the study's notebook (ORIGINAL_RECIPE)
-    init: Literal[INITS] | None = None  # None = train_<role>.init, else the recipe's (fair: FAIR_INIT; original: keras)
+    init: Literal[INITS] | None = None  # both roles (a train_<role>.init wins); None = the recipe's (fair: FAIR_INIT)
     adam_eps: float | None = None  # None = the recipe's (fair: 1e-8, PyTorch's; original: 1e-7, Keras')
     bn_momentum: float | None = None  # PyTorch convention (weight of the new batch); None = the recipe's
     bn_eps: float | None = None  # None = the recipe's (fair: the model's own, PyTorch's 1e-5; original: 1e-3)
@@ -203,13 +203,14 @@ class Params:
         preset = {**ORIGINAL_RECIPE["shared"], **ORIGINAL_RECIPE[role]} if original else \
             {**FAIR_RECIPE, "init": FAIR_INIT[role], **{k: getattr(train, k) for k in BUDGET_KEYS},
              "augment": stage.augment}
+        def first_set(*values):  # the role's own, then train's (shared switches), then the recipe's
+            return next((v for v in values if v is not None), None)
+
         out = {"augment": preset["augment"]}
-        for key in SHARED_SWITCHES:
-            out[key] = preset[key] if getattr(train, key) is None else getattr(train, key)
+        for key in SHARED_SWITCHES:  # a role section may carry one too (init), which then wins for that role
+            out[key] = first_set(getattr(stage, key, None), getattr(train, key), preset[key])
         for key in ROLE_SWITCHES:
-            out[key] = preset[key] if getattr(stage, key) is None else getattr(stage, key)
-        if stage.init is not None:  # the role's own initialisation wins over train.init
-            out["init"] = stage.init
+            out[key] = first_set(getattr(stage, key), preset[key])
         return out
 
     def interpolation(self) -> str:

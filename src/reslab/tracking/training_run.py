@@ -4,7 +4,6 @@
 training loop as its `on_epoch_end`."""
 from __future__ import annotations
 
-import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,6 +11,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from ..layout import file_lock
 from . import (MlflowClient, log_dataset, log_epoch, log_figure, log_model, log_params_flat, logged_epochs, mlflow,
                run_label, setup, standard_tags, start_stage_run)
 
@@ -100,20 +100,12 @@ def family_run(experiment_id: str, stage: str, family: str, tags: dict[str, str]
     return run.info.run_id
 
 
-@contextmanager
-def store_lock(root: Path) -> Iterator[None]:
+def store_lock(root: Path):
     """Serialise, between the processes of this project, the first touches of the MLflow store: creating the SQLite
     file's schema, the experiment and a family's parent run. Replicates started at once by `reslab repro` would
     otherwise race (two schema migrations, two parents of one family). Processes on other machines sharing a
     tracking server are not covered: start one replicate first there."""
-    path = root / ".reslab" / "mlflow-store.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return file_lock(root / ".reslab" / "mlflow-store.lock")
 
 
 @contextmanager
