@@ -258,7 +258,7 @@ def test_hierarchical_bootstrap_known_answers(levels):
 
 
 def test_hierarchical_bootstrap_fills_every_chunk(monkeypatch):
-    monkeypatch.setattr(st.replicated, "_CHUNK_ELEMENTS", 50)  # 5 resamples per chunk for N = 10
+    monkeypatch.setattr(st.bootstrap, "_CHUNK_ELEMENTS", 50)  # 5 resamples per chunk for N = 10
     wrong = np.zeros((3, 10), bool)
     res = hierarchical_bootstrap_diff(wrong, ~wrong, n_resamples=23)
     assert (res["ci_low"], res["ci_high"], res["se"]) == (1.0, 1.0, 0.0)

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats
 
 from ._inputs import as_1d, as_bool, check_confidence, check_pair
+from .bootstrap import hierarchical_bootstrap_diff
 
 __all__ = ["paired_bootstrap_diff", "mcnemar_exact", "accuracy_ci"]
 
@@ -53,11 +54,10 @@ def paired_bootstrap_diff(
         {"diff": observed mean(b) - mean(a), "ci_low": float, "ci_high": float,
          "n_resamples": int, "confidence": float}
     """
-    from .replicated import hierarchical_bootstrap_diff  # one bootstrap engine: one replicate, images resampled
-
     a, b = check_pair("correct_a", correct_a, "correct_b", correct_b)
     a = as_bool("correct_a", a)
     b = as_bool("correct_b", b)
+    # one bootstrap engine: a single split is one replicate with its images resampled
     r = hierarchical_bootstrap_diff(a[None, :], b[None, :], n_resamples=n_resamples, confidence=confidence,
                                     seed=seed, levels="images")
     return {key: r[key] for key in ("diff", "ci_low", "ci_high", "n_resamples", "confidence")}
