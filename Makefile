@@ -2,7 +2,7 @@
 #   make run    set up .venv, make sure the built-in data set is there, run the DVC pipeline (reslab repro: dvc
 #               repro, replicates in parallel), print the comparison
 #   make test   set up .venv, run the whole test suite (slow end-to-end tests included)
-#   make depth-study  the depth study, plain vs residual nets as depth grows (studies/depth/dvc.yaml; README)
+#   make depth-study  the depth study, plain vs residual nets as depth grows (its own DVC project, studies/depth)
 # Pinned installs: .venv gets the exact versions in $(LOCK), tested together on the Python named in its header.
 #   make lock          after changing dependencies in pyproject.toml (and `make setup`): pin what .venv holds
 #   make lock-upgrade  re-resolve every dependency to the newest release pyproject.toml allows (fresh .venv), pin
@@ -92,10 +92,11 @@ run: repro
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The depth study's own pipeline (its params: studies/depth/params.yaml, the CPU profile; `reslab depth-study
-# profile gpu` switches). It reads the main pipeline's split, so DVC runs filter and split first when needed.
+# The depth study, a DVC project of its own in studies/depth (its params: studies/depth/params.yaml, the CPU
+# profile; `reslab depth-study profile gpu` switches). It reads the main pipeline's split: filter and split first.
 depth-study: data
-	$(BIN)/dvc repro studies/depth/dvc.yaml
+	$(BIN)/dvc repro split
+	cd studies/depth && $(CURDIR)/$(BIN)/dvc repro
 
 # DVC's plots page, dvc_plots/index.html: it carries its chart library (.dvc/plots/offline_page.html), so it works
 # offline. Regenerate the templates in .dvc/plots/ with scripts/dvc_plot_templates.py (needs vl-convert-python).

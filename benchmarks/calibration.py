@@ -11,9 +11,9 @@ expit(z_i +/- (w_i + g + delta_logit)/2 + a_jM) (+ for the ResNet, - for the CNN
 the population difference E[p_R - p_C] over images, seeds and splits (exactly 0 at delta_logit = 0 by symmetry).
 
 Per scenario and number of replicates it prints, side by side:
-    old       today's `statistics.replicated.replicated_diff_ci` (sd^2/n + se_test^2 on n-1 df; se_test is the
-              image-resampling standard error in its plug-in form, the bootstrap's limit) and today's printed MDE
-              (`statistics.verdict.minimum_detectable_effect`), on holdout studies;
+    old       the interval reslab's verdict read before statistics.design (`old_interval` below: sd^2/n + se_test^2
+              on n-1 df; se_test is the image-resampling standard error in its plug-in form, the bootstrap's limit)
+              and the MDE it printed (`old_mde`: t-based, training spread only), on holdout studies;
     holdout   `design_interval(d, "holdout")`, crossed seed x image mean squares, Satterthwaite df;
     kfold     `design_interval(d, "kfold", folds=...)`, the k-fold variance components, on k-fold studies
               (J replicates = repeats x folds: 3 = 1x3, 5 = 1x5, 10 = 2x5; each tests its fold of the N images);
@@ -30,12 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, stats
 from scipy.special import expit
 
 from reslab.statistics.design import design_interval, minimum_detectable_difference
-from reslab.statistics.replicated import replicated_diff_ci
-from reslab.statistics.verdict import minimum_detectable_effect
 
 CONFIDENCE, POWER = 0.95, 0.8
 MEAN_LOGIT, SD_DIFFICULTY = 2.2, 1.5  # accuracies about 0.85-0.9, as on the built-in set
@@ -43,6 +41,22 @@ REPLICATES = (3, 5, 10)
 KFOLD_LAYOUT = {3: (1, 3), 5: (1, 5), 10: (2, 5)}  # J replicates -> (repeats, folds)
 METHODS = ("old", "holdout", "kfold", "kfold NB")
 MDE_STUDIES = 200  # studies whose MDE is computed (a noncentral-t root each) for the median
+
+
+def old_interval(differences: np.ndarray, se_test: float, confidence: float) -> tuple[float, float]:
+    """The verdict's interval before statistics.design: mean +/- t_{n-1} sqrt(sd^2/n + se_test^2), which counts the
+    per-image noise twice (inside sd and again in se_test) on the replicates' n - 1 df."""
+    n, mean = differences.size, float(differences.mean())
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * float(np.sqrt(differences.var(ddof=1) / n + se_test ** 2))
+    return mean - half, mean + half
+
+
+def old_mde(differences: np.ndarray, confidence: float, power: float) -> float:
+    """The MDE printed before statistics.design: (t_{1-alpha/2, n-1} + t_{power, n-1}) sd / sqrt(n), the training
+    spread alone (no test-image component)."""
+    n = differences.size
+    t_sum = stats.t.ppf(1 - (1 - confidence) / 2, n - 1) + stats.t.ppf(power, n - 1)
+    return float(t_sum * differences.std(ddof=1) / np.sqrt(n))
 
 
 @dataclass(frozen=True)
@@ -117,10 +131,9 @@ def intervals(method: str, d: np.ndarray, folds: np.ndarray | None, n_mde: int) 
         if method == "old":
             per_image = ds.mean(axis=0)
             se_test = float(np.sqrt(((per_image - per_image.mean()) ** 2).sum())) / ds.shape[1]
-            r = replicated_diff_ci(ds.mean(axis=1), se_test, CONFIDENCE)
-            lo[s], hi[s] = r["ci_low"], r["ci_high"]
+            lo[s], hi[s] = old_interval(ds.mean(axis=1), se_test, CONFIDENCE)
             if s < n_mde:
-                mde[s] = minimum_detectable_effect(ds.mean(axis=1), alpha=1 - CONFIDENCE, power=POWER)
+                mde[s] = old_mde(ds.mean(axis=1), CONFIDENCE, POWER)
             continue
         if method == "holdout":
             r = design_interval(ds, "holdout", confidence=CONFIDENCE)

@@ -15,9 +15,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from reslab.config import load_params
+from reslab.config import load_params, resolve, resolve_runtime
 from reslab.data.prepared import load_prepared
-from reslab.training import recipe_from_params, setup_runtime, train_classifier
+from reslab.training import setup_runtime, train_classifier
 
 
 def stopping_epoch(history: list[dict], min_epochs: int, patience: int) -> int:
@@ -42,16 +42,16 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("."))
     args = parser.parse_args()
     params = load_params(args.params)
-    precision = setup_runtime(params.train, who="convergence")
+    precision = setup_runtime(resolve_runtime(params), who="convergence")
     prepared = args.root / "artifacts" / "prepared"
     train, val = load_prepared(prepared, "train"), load_prepared(prepared, "val")
     cfg = params.train
     print(f"{args.role}: {params.data.image_size} px, {len(train)} train / {len(val)} val images, {precision.name}, "
           f"rule: min_epochs {cfg.min_epochs}, patience {cfg.patience}")
     for seed in args.seeds:
-        recipe = dataclasses.replace(recipe_from_params(params, args.role, seed), epochs=args.epochs, patience=0)
+        config = dataclasses.replace(resolve(params, args.role, seed), epochs=args.epochs, patience=0)
         t0 = time.perf_counter()
-        _, result = train_classifier(recipe, train, val, precision=precision, progress=False)
+        _, result = train_classifier(config, train, val, precision=precision, progress=False)
         h = result.history
         keep = min(h, key=lambda r: r["val_loss"])
         stop = stopping_epoch(h, cfg.min_epochs, cfg.patience)

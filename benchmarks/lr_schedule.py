@@ -16,9 +16,9 @@ import math
 import time
 from pathlib import Path
 
-from reslab.config import load_params
+from reslab.config import load_params, resolve, resolve_runtime
 from reslab.data.prepared import load_prepared
-from reslab.training import recipe_from_params, setup_runtime, train_classifier
+from reslab.training import setup_runtime, train_classifier
 from reslab.training import loop
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--schedule", choices=["constant", "cos", "step"], default="step")
     args = p.parse_args()
     params = load_params(args.root / "params.yaml")
-    precision = setup_runtime(params.train)
+    precision = setup_runtime(resolve_runtime(params))
     prepared = args.root / "artifacts" / "prepared"
     train, val = load_prepared(prepared, "train"), load_prepared(prepared, "val")
     if args.schedule == "cos":  # the loop's schedule hook is a step function; cosine replaces it for this script
@@ -40,10 +40,10 @@ def main() -> None:
     milestones = (round(0.8 * args.epochs),) if args.schedule == "step" else ()
     for seed in args.seeds:
         for role in args.models:
-            recipe = dataclasses.replace(recipe_from_params(params, role, seed), epochs=args.epochs, patience=0,
+            config = dataclasses.replace(resolve(params, role, seed), epochs=args.epochs, patience=0,
                                          min_epochs=0, lr_milestones=milestones)
             t0 = time.perf_counter()
-            _, result = train_classifier(recipe, train, val, precision=precision, progress=False)
+            _, result = train_classifier(config, train, val, precision=precision, progress=False)
             best = next(r for r in result.history if r["epoch"] == result.best_epoch)
             print(json.dumps({"role": role, "seed": seed, "epochs": args.epochs, "schedule": args.schedule,
                               "best_epoch": result.best_epoch, "best_val_loss": round(best["val_loss"], 4),

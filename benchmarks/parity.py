@@ -19,7 +19,7 @@ checks that it holds the same files and counts before it uses the reference's fi
 
 reslab: `train_classifier` on arrays from `prepare_split` (one set per interpolation), no DVC or MLflow; held-out
 accuracy on the test folder, in the precision the run trained in. Each variant is --params plus dotted overrides,
-resolved by `recipe_from_params` exactly as the training stages resolve params.yaml. A role whose effective recipe a
+resolved by `reslab.config.resolve` exactly as the training stages resolve params.yaml. A role whose effective recipe a
 step leaves unchanged (the BatchNorm switches, for the plain CNN, which has none) is not trained again: training is
 deterministic for a seed, so the step's effect there is exactly 0.
 
@@ -43,36 +43,47 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from reslab.config import ORIGINAL_RECIPE, ConfigError, Params, load_params, with_overrides
+from reslab.config import (PRESETS, ConfigError, Params, load_params, resolve, resolve_interpolation, resolve_runtime,
+                           with_overrides)
 from reslab.data.filtering import filter_dataset
 from reslab.data.prepared import ImageArrays, load_prepared, prepare_split
 from reslab.hardware import default_threads
 from reslab.layout import file_lock
 from reslab.models import create_model
 from reslab.models.init import BATCH_NORMS
-from reslab.training import (ArrayLoader, evaluate, recipe_from_params, resolve_precision, setup_runtime,
-                             train_classifier)
+from reslab.training import ArrayLoader, evaluate, resolve_precision, setup_runtime, train_classifier
+
+import parity_report  # the tables and the figure; a sibling module, found as this script's folder leads sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import parity_report  # noqa: E402  (the tables and the figure)
 
 ROLES = ("baseline", "resnet")
 REFERENCE_ROLE = {"baseline": "cnn", "resnet": "resnet"}  # the keys of seed_notebook.py's JSON
 KERAS_FORMATS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff")  # keras 2.15 DirectoryIterator.white_list_formats
-O = ORIGINAL_RECIPE
+NOTEBOOK = PRESETS["original"]  # role -> what `train.recipe: original` sets: the study's notebook
+
+
+def shared(key: str):
+    """A value the notebook's preset gives both roles (train: and data: keys have one value for both)."""
+    values = {getattr(NOTEBOOK[r], key) for r in ROLES}
+    assert len(values) == 1, f"original's {key} differs between roles: {values}"
+    return values.pop()
+
+
 # The ablation: from the fair recipe toward the original, applied cumulatively in this order (one difference each).
 STEPS: dict[str, dict] = {
-    "init": {f"train_{r}.init": O["shared"]["init"] for r in ROLES},  # a role's own switch wins over train.init
-    "adam_eps": {"train.adam_eps": O["shared"]["adam_eps"]},
-    "bn_constants": {"train.bn_momentum": O["shared"]["bn_momentum"], "train.bn_eps": O["shared"]["bn_eps"]},
-    "last_weights": {f"train_{r}.restore_best": O[r]["restore_best"] for r in ROLES},
-    "baseline_early_stopping": {f"train_baseline.{k}": O["baseline"][k] for k in ("epochs", "patience", "min_epochs")},
-    "resnet_fixed_budget": {f"train_resnet.{k}": O["resnet"][k] for k in ("epochs", "patience", "min_epochs")},
-    "baseline_unaugmented": {"train_baseline.augment": O["baseline"]["augment"]},
-    "bn_frozen": {f"train_{r}.bn_frozen": O[r]["bn_frozen"] for r in ROLES},
-    "nearest": {"data.interpolation": O["shared"]["interpolation"]},
-    "fp32": {"train.precision": O["shared"]["precision"]},
+    "init": {f"train_{r}.init": NOTEBOOK[r].init for r in ROLES},  # a role's own switch wins over train.init
+    "adam_eps": {"train.adam_eps": shared("adam_eps")},
+    "bn_constants": {"train.bn_momentum": shared("bn_momentum"), "train.bn_eps": shared("bn_eps")},
+    "last_weights": {f"train_{r}.restore_best": NOTEBOOK[r].restore_best for r in ROLES},
+    "baseline_early_stopping": {f"train_baseline.{k}": getattr(NOTEBOOK["baseline"], k)
+                                for k in ("epochs", "patience", "min_epochs")},
+    "resnet_fixed_budget": {f"train_resnet.{k}": getattr(NOTEBOOK["resnet"], k)
+                            for k in ("epochs", "patience", "min_epochs")},
+    "baseline_unaugmented": {"train_baseline.augment": NOTEBOOK["baseline"].augment},
+    "bn_frozen": {f"train_{r}.bn_frozen": NOTEBOOK[r].bn_frozen for r in ROLES},
+    "nearest": {"data.interpolation": shared("interpolation")},
+    "fp32": {"train.precision": shared("precision")},
 }
 
 
@@ -247,9 +258,10 @@ def run_reslab(params: Params, role: str, seed: int, arrays: dict[str, ImageArra
     """One reslab training run, as the training stage would resolve `params`; cached by its effective recipe.
 
     None while another harness process (same --work) trains it: processes started side by side share the runs."""
-    recipe = recipe_from_params(params, role, seed)
-    precision = resolve_precision(params.train.precision_setting(), torch.device("cpu"))
-    effective = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in ("seed", "recipe")}
+    recipe = resolve(params, role, seed)
+    precision = resolve_precision(recipe.runtime.precision, torch.device("cpu"))
+    # the runtime is keyed by the precision it resolves to (threads and device do not change what is trained)
+    effective = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in ("seed", "recipe", "runtime")}
     probe = create_model(recipe.model, num_classes=2, image_size=recipe.image_size, **recipe.model_args)
     if not any(isinstance(m, BATCH_NORMS) for m in probe.modules()):  # the BatchNorm switches change nothing
         effective = {k: v for k, v in effective.items() if k not in ("bn_momentum", "bn_eps", "bn_frozen")}
@@ -298,7 +310,7 @@ def variants(base: Params, steps: list[str], caps: dict[str, int | None]) -> lis
         for role, cap in caps.items():
             if cap is not None:
                 extra[f"train_{role}.epochs"] = cap
-                extra[f"train_{role}.min_epochs"] = min(params.role_recipe(role)["min_epochs"], cap)
+                extra[f"train_{role}.min_epochs"] = min(resolve(params, role).min_epochs, cap)
         return {**overrides, **extra}, with_overrides(base, {**overrides, **extra})
 
     out, cumulative = [("fair", *capped({}))], {}
@@ -320,9 +332,8 @@ def check_steps_reach_original(named: list[tuple[str, dict, Params]]) -> None:
     """With every step, the last one must train exactly as the `original` preset (else a difference is missing)."""
     last, original = named[-2][2], named[-1][2]
     for role in ROLES:
-        a, b = recipe_from_params(last, role, 0), recipe_from_params(original, role, 0)
-        if dataclasses.replace(a, recipe=b.recipe) != b or \
-                last.train.precision_setting() != original.train.precision_setting():
+        a, b = resolve(last, role, 0), resolve(original, role, 0)
+        if dataclasses.replace(a, recipe=b.recipe) != b:  # the runtime (precision) included
             raise SystemExit(f"{role}: the ablation's last step is not the original recipe:\n{a}\n{b}")
 
 
@@ -389,7 +400,7 @@ def main() -> None:
                            + ([f"train.num_threads={args.threads}"] if args.threads else []))
     except ConfigError as e:
         raise SystemExit(f"--params / --set: {e}") from None
-    setup_runtime(base.train, who="parity")
+    setup_runtime(resolve_runtime(base), who="parity")
     named = variants(base, steps, {"baseline": args.epochs_cnn, "resnet": args.epochs_resnet})
     if steps == list(STEPS):
         check_steps_reach_original(named)
@@ -409,7 +420,7 @@ def main() -> None:
         return
     with work_lock(work):
         arrays = {interp: prepare_arrays(split, clean, args.image_size, interp, work)
-                  for interp in sorted({p.interpolation() for _, _, p in named})}
+                  for interp in sorted({resolve_interpolation(p) for _, _, p in named})}
     def seeds_of(name: str) -> list[int]:
         return args.seeds if name in ("fair", "original") else ablation_seeds
 

@@ -16,20 +16,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from scipy import stats
 
-from reslab.config import load_params
+from reslab.config import load_params, resolve, resolve_runtime
 from reslab.data.prepared import load_prepared
-from reslab.training import recipe_from_params, resolve_precision, setup_runtime, train_classifier
+from reslab.training import resolve_precision, setup_runtime, train_classifier
+
+from machine import QuietWait
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import WAITED, wait_for_quiet  # noqa: E402  (shared machine helper)
 
 
 def mean_sd(xs: list[float]) -> str:
@@ -57,9 +56,9 @@ def main() -> None:
     ap.add_argument("--max-wait", type=float, default=30.0, help="wait per run for other processes to go quiet")
     args = ap.parse_args()
 
-    WAITED["budget"] = 10 * args.max_wait
+    quiet = QuietWait(10 * args.max_wait)
     params = load_params(ROOT / "params.yaml")
-    setup_runtime(dataclasses.replace(params.train, num_threads=args.threads, device="cpu"), who="precision")
+    setup_runtime(dataclasses.replace(resolve_runtime(params), num_threads=args.threads, device="cpu"), who="precision")
     prepared = ROOT / "artifacts/prepared"
     train, val = load_prepared(prepared, "train"), load_prepared(prepared, "val")
     print(f"{len(train)} train / {len(val)} val images at {train.images.shape[1]} px, {len(train.classes)} classes; "
@@ -70,13 +69,13 @@ def main() -> None:
         role = "resnet" if model.startswith(("resnet", "plain")) else "baseline"
         for seed in args.seeds:
             for name in args.precisions:
-                recipe = dataclasses.replace(recipe_from_params(params, role), model=model, model_args={},
+                config = dataclasses.replace(resolve(params, role), model=model, model_args={},
                                              lr=params.train.lr, augment=params.augment, seed=seed,
                                              epochs=args.epochs, patience=0)
                 precision = resolve_precision(name, torch.device("cpu"))
-                wait_for_quiet(args.max_wait)
+                quiet(args.max_wait)
                 t0 = time.perf_counter()
-                _, result = train_classifier(recipe, train, val, precision=precision, progress=False)
+                _, result = train_classifier(config, train, val, precision=precision, progress=False)
                 best = next(r for r in result.history if r["epoch"] == result.best_epoch)
                 row = {"seed": seed, "best": best["val_accuracy"], "last": result.history[-1]["val_accuracy"],
                        "best_epoch": result.best_epoch, "s_per_epoch": (time.perf_counter() - t0) / args.epochs}
@@ -99,7 +98,7 @@ def main() -> None:
             xa, xb = [r[key] for r in ra], [r[key] for r in rb]
             print(f"  {model:<10}{label:<12}{mean_sd(xa):>18}{mean_sd(xb):>18}   "
                   f"{paired([y - x for x, y in zip(xa, xb)]):<32}{speed if key == 'best' else '':>18}")
-    print(f"(waited {WAITED['s']:.0f} s for other processes to go quiet)")
+    print(f"(waited {quiet.waited_s:.0f} s for other processes to go quiet)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from reslab.config import load_params
+from reslab.config import load_params, resolve_runtime
 from reslab.data.prepared import load_prepared
 from reslab.layout import Layout
 from reslab.training import setup_runtime
@@ -72,7 +72,7 @@ def main() -> None:
     cfg = dataclasses.replace(cfg, epochs=args.epochs or cfg.epochs,
                               search_space=cfg.search_space if args.params_space else SMALL_SPACE)
     space = parse_search_space(params, args.role, cfg.search_space[args.role])
-    precision = setup_runtime(params.train, who="pruning benchmark")
+    precision = setup_runtime(resolve_runtime(params), who="pruning benchmark")
     prepared = Layout(args.root).prepared_dir
     train, val = load_prepared(prepared, "train"), load_prepared(prepared, "val")
     print(f"{args.role}: {cfg.n_trials} trials x at most {cfg.epochs} epochs, seed {cfg.sampler_seed}, "

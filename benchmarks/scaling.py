@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,36 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import HZ, QuietWait, busy_jiffies, mapped_kb, own_cpu_s, status_kb
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import HZ, WAITED, _busy_jiffies, wait_for_quiet  # noqa: E402  (shared machine helpers)
-
-
-def _own_cpu_s() -> float:
-    """CPU seconds of this process and its finished children."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def status_kb() -> dict[str, int]:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key = line.split(":", 1)[0]
-        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
-            out[key] = int(line.split()[1])
-    return out
-
-
-def mapped_kb(path: str) -> int:
-    """Resident kB of this process's mappings of `path` (from /proc/self/smaps)."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        first = line.split(None, 1)[0]
-        if "-" in first and not first.endswith(":"):  # a mapping header: "start-end perms offset dev inode [path]"
-            inside = line.rstrip().endswith(path)
-        elif inside and first == "Rss:":
-            total += int(line.split()[1])
-    return total
+MEMORY = ("VmHWM", "RssAnon")  # the /proc/self/status fields a child reports
 
 
 def write_split(out: Path, n: int) -> int:
@@ -87,13 +60,13 @@ def child(prepared: Path, in_ram: bool, model_name: str, batch_size: int, thread
     """One epoch in this fresh process; memory sampled every 0.5 s."""
     import torch
 
-    from reslab.config import AugmentConfig, TrainConfig
+    from reslab.config import AugmentConfig, RuntimeConfig, TrainingConfig
     from reslab.data.augment import BatchAugment
     from reslab.data.prepared import ImageArrays, load_prepared
     from reslab.models import create_model
     from reslab.training import ArrayLoader, make_optimizer, setup_runtime, to_device, train_one_epoch
 
-    precision = setup_runtime(TrainConfig(num_threads=threads, device="cpu", precision="auto"), who="scaling")
+    precision = setup_runtime(RuntimeConfig(precision="auto", device="cpu", num_threads=threads), who="scaling")
     data = load_prepared(prepared, "train")
     if in_ram:
         data = ImageArrays(np.load(prepared / "train_images.npy"), data.labels, data.classes)
@@ -102,15 +75,19 @@ def child(prepared: Path, in_ram: bool, model_name: str, batch_size: int, thread
     model = to_device(model, precision)
     opt = make_optimizer(model, 1e-3)
     augment = BatchAugment(AugmentConfig())
+    # what the loop reads of a run's config: the fair recipe's switches (BatchNorm trains)
+    config = TrainingConfig(model=model_name, model_args={}, image_size=data.images.shape[1], seed=0,
+                            batch_size=batch_size, lr=1e-3, epochs=1, patience=0, augment=AugmentConfig())
     warm = ImageArrays(np.array(data.images[:4 * batch_size]), data.labels[:4 * batch_size], data.classes)
-    train_one_epoch(model, ArrayLoader(warm, batch_size, shuffle=True), opt, precision, augment, progress=False)
+    train_one_epoch(model, ArrayLoader(warm, batch_size, shuffle=True), opt, config, precision, augment,
+                    progress=False)
     array_path = str((prepared / "train_images.npy").resolve())
     peak = {"RssAnon": 0, "array": 0}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.5):  # rarely: a sampling thread preempts the training threads
-            peak["RssAnon"] = max(peak["RssAnon"], status_kb()["RssAnon"])
+            peak["RssAnon"] = max(peak["RssAnon"], status_kb("self", MEMORY)["RssAnon"])
             peak["array"] = max(peak["array"], mapped_kb(array_path))
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -118,11 +95,11 @@ def child(prepared: Path, in_ram: bool, model_name: str, batch_size: int, thread
     loader = ArrayLoader(data, batch_size, shuffle=True, seed=0)
     loader.set_epoch(1)
     t0 = time.perf_counter()
-    train_one_epoch(model, loader, opt, precision, augment, torch.Generator().manual_seed(1), progress=False)
+    train_one_epoch(model, loader, opt, config, precision, augment, torch.Generator().manual_seed(1), progress=False)
     epoch_s = time.perf_counter() - t0
     stop.set()
     thread.join()
-    after = status_kb()
+    after = status_kb("self", MEMORY)
     return {"n": len(data), "epoch_s": epoch_s, "peak_anon_mb": max(peak["RssAnon"], after["RssAnon"]) / 1024,
             "peak_map_mb": max(peak["array"], mapped_kb(array_path)) / 1024, "hwm_mb": after["VmHWM"] / 1024,
             "threads": torch.get_num_threads(), "precision": precision.name}
@@ -145,7 +122,7 @@ def main() -> None:
         return
     if not (ROOT / "artifacts/prepared/train_images.npy").is_file():
         sys.exit("artifacts/prepared not found: run `dvc repro prepare` first")
-    WAITED["budget"] = 5 * args.max_wait
+    quiet = QuietWait(5 * args.max_wait)
     runs = [(n, False) for n in args.sizes] + ([] if args.no_in_ram else [(max(args.sizes), True)])
     print(f"One epoch of `{args.model}` (batch {args.batch_size}) per size, each in a fresh process; reslab's loop.")
     head = (f"  {'images':>8}{'loaded':>8}{'array MB':>10}{'epoch s':>9}{'ms/image':>10}{'peak anon MB':>14}"
@@ -156,13 +133,13 @@ def main() -> None:
         for n, in_ram in runs:
             split = Path(tmp) / str(n)
             size = write_split(split, n) if not split.exists() else (split / "train_images.npy").stat().st_size
-            wait_for_quiet(args.max_wait)
+            quiet(args.max_wait)
             cmd = [sys.executable, __file__, "--child", str(split), "--model", args.model,
                    "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
             cmd += ["--in-ram"] if in_ram else []
-            t, busy, mine = time.perf_counter(), _busy_jiffies(), _own_cpu_s()
+            t, busy, mine = time.perf_counter(), busy_jiffies(), own_cpu_s()
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            others = max(0.0, (_busy_jiffies() - busy) / HZ - (_own_cpu_s() - mine)) / (time.perf_counter() - t)
+            others = max(0.0, (busy_jiffies() - busy) / HZ - (own_cpu_s() - mine)) / (time.perf_counter() - t)
             if proc.returncode != 0:
                 sys.exit(f"child for {n} images failed:\n{proc.stderr[-3000:]}")
             r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -170,7 +147,7 @@ def main() -> None:
                   f"{1e3 * r['epoch_s'] / n:10.2f}{r['peak_anon_mb']:14.0f}{r['peak_map_mb']:11.0f}"
                   f"{r['hwm_mb']:13.0f}{others:8.2f}", flush=True)
     print(f"({r['precision']}, {r['threads']} threads; others: mean cores used by other processes during the run; "
-          f"waited {WAITED['s']:.0f} s for quiet)")
+          f"waited {quiet.waited_s:.0f} s for quiet)")
 
 
 if __name__ == "__main__":

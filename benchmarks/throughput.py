@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -39,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reslab.config import AugmentConfig, TrainConfig, load_params
+from reslab.config import AugmentConfig, RuntimeConfig, TrainingConfig, load_params
 from reslab.data.augment import BatchAugment, study_transforms
 from reslab.data.prepared import ImageArrays, load_prepared, load_resized, prepare_split
 from reslab.data.splitting import read_split
@@ -48,223 +45,10 @@ from reslab.hardware import available_cores, cpu_has_native_bf16, default_thread
 from reslab.training import (ArrayLoader, compile_model, make_optimizer, resolve_precision, setup_runtime, to_device,
                              to_input, train_one_epoch)
 
+from flops import conv_ceiling, matmul_peak_gflops, training_flops_per_image
+from machine import QuietWait, Usage, cpu_model, monitor, timed
+
 ROOT = Path(__file__).resolve().parents[1]
-HZ = os.sysconf("SC_CLK_TCK")
-
-
-# ----------------------------------------------------------------------------- machine and memory probes
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _busy_jiffies() -> int:
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            out += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
-def _tree_pids(root: int) -> list[int]:
-    """root and its live descendants."""
-    pids, frontier = [root], [root]
-    while frontier:
-        frontier = [c for p in frontier for c in _children(p)]
-        pids += frontier
-    return pids
-
-
-def _cpu_jiffies(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _pss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's VmHWM (Linux: writing 5 to clear_refs), so a phase's peak is its own."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _tree_jiffies(root: int) -> int:
-    total = 0
-    for pid in _tree_pids(root):
-        try:
-            total += _cpu_jiffies(pid)
-        except (OSError, IndexError):
-            pass
-    return total
-
-
-def others_cores(window: float = 1.0) -> float:
-    """Cores used by processes outside this one and its children over `window` seconds."""
-    busy, mine = _busy_jiffies(), _tree_jiffies(os.getpid())
-    time.sleep(window)
-    return max(0.0, (_busy_jiffies() - busy) - (_tree_jiffies(os.getpid()) - mine)) / HZ / window
-
-
-WAITED = {"s": 0.0, "budget": 600.0}
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.1) -> None:
-    """On a shared machine, wait (up to max_wait s, and WAITED["budget"] s in all) until other processes use under
-    `threshold` cores: a neighbour on one of two cores makes every OpenMP parallel region wait for a descheduled
-    thread, tens of times slower."""
-    t0 = time.perf_counter()
-    limit = min(max_wait, WAITED["budget"] - WAITED["s"])
-    while time.perf_counter() - t0 < limit and others_cores() > threshold:
-        pass
-    WAITED["s"] += time.perf_counter() - t0
-
-
-@dataclass
-class Usage:
-    """What a block used: wall time, other processes' CPU, memory."""
-
-    wall_s: float = 0.0
-    others_cores: float = 0.0  # mean cores busy with processes outside this one and its children
-    peak_rss_mb: float = 0.0  # this process (VmHWM over the block)
-    pss_mb: float = 0.0  # this process + its children (DataLoader workers) at the block's end, shared pages split
-
-
-def _reaped_children_jiffies() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (r.ru_utime + r.ru_stime) * HZ
-
-
-@contextmanager
-def monitor() -> Iterator[Usage]:
-    """Account a block from readings at its start and end only: a sampling thread would preempt an OpenMP thread
-    and slow a 2-thread step by ~10 % on 2 cores (measured), so nothing runs beside the block."""
-    usage, me = Usage(), os.getpid()
-    reset_peak_rss()
-
-    def tree_cpu() -> dict[int, int]:
-        out = {}
-        for pid in _tree_pids(me):
-            try:
-                out[pid] = _cpu_jiffies(pid)
-            except (OSError, IndexError):
-                pass
-        return out
-
-    cpu0, reaped0, busy0 = tree_cpu(), _reaped_children_jiffies(), _busy_jiffies()
-    t0 = time.perf_counter()
-    try:
-        yield usage
-    finally:
-        usage.wall_s = time.perf_counter() - t0
-        busy1, cpu1, reaped1 = _busy_jiffies(), tree_cpu(), _reaped_children_jiffies()
-        # live processes: their growth; children that ended inside the block: their lifetime less what they had used
-        ours = sum(v - cpu0.get(pid, 0) for pid, v in cpu1.items())
-        ours += (reaped1 - reaped0) - sum(v for pid, v in cpu0.items() if pid not in cpu1)
-        usage.others_cores = max(0.0, (busy1 - busy0) - ours) / HZ / usage.wall_s
-        usage.peak_rss_mb = _status_kb(me, "VmHWM") / 1024
-        pss = 0
-        for pid in cpu1:
-            try:
-                pss += _pss_kb(pid)
-            except OSError:
-                pass
-        usage.pss_mb = pss / 1024
-
-
-# ----------------------------------------------------------------------------- peak and FLOPs
-
-
-def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 8) -> float:
-    """Best GFLOP/s of an n x n matmul in `dtype` with the current torch threads."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    for _ in range(2):
-        a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(reps))
-    return 2 * n ** 3 / best / 1e9
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def training_flops_per_image(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision) -> float:
-    """Forward + backward FLOPs (convolutions and matmuls) of one training step, per image."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        with precision.autocast():
-            loss = F.cross_entropy(model(x).float(), y)
-        loss.backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / len(y)
-
-
-def conv_ceiling(model: torch.nn.Module, x: torch.Tensor, precision, reps: int = 10) -> float:
-    """GFLOP/s of the model's convolutions alone, forward + backward, in the step's dtype and layout, on the inputs
-    they see in a training step (best of `reps`). No model step can reach a higher fraction of the peak: the rest of
-    a step (normalisation, activations, pooling, loss, optimizer) adds time and almost no counted FLOPs."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    seen = []
-
-    def keep(mod, inp, out) -> None:
-        seen.append((mod, inp[0].detach().clone(memory_format=torch.preserve_format), inp[0].requires_grad,
-                     torch.randn_like(out)))
-
-    hooks = [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    with precision.autocast():
-        model(x)
-    for h in hooks:
-        h.remove()
-
-    def run() -> None:
-        for mod, inp, needs_grad, grad_out in seen:
-            inp.requires_grad_(needs_grad)
-            with precision.autocast():
-                out = mod(inp)
-            out.backward(grad_out)
-            mod.weight.grad = mod.bias.grad = inp.grad = None
-
-    with FlopCounterMode(display=False) as counter:
-        run()
-    for _ in range(3):
-        run()
-    return counter.get_total_flops() / min(_timed(run) for _ in range(reps)) / 1e9
 
 
 # ----------------------------------------------------------------------------- the two pipelines
@@ -287,6 +71,12 @@ def naive_loader(split_csv: Path, classes: list[str], image_size: int, batch_siz
     return torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=True, num_workers=workers)
 
 
+def loop_config(model: str, image_size: int, batch_size: int, augment: AugmentConfig | None) -> TrainingConfig:
+    """The run config reslab's loop gets here: the fair recipe's switches (BatchNorm trains), Adam at 1e-3."""
+    return TrainingConfig(model=model, model_args={}, image_size=image_size, seed=0, batch_size=batch_size, lr=1e-3,
+                          epochs=1, patience=0, augment=augment)
+
+
 def endless(loader) -> Iterator:
     while True:
         yield from loader  # a new epoch restarts the workers, as in a user's epoch loop
@@ -304,7 +94,6 @@ def naive_step(model, optimizer) -> Callable:
     return step
 
 
-COMPILE_S: dict[tuple[str, int], float] = {}  # (model, batch) -> seconds of compiling + warm-up steps
 CLEAN = 0.1  # a block is clean when other processes used under this many cores meanwhile
 
 
@@ -327,8 +116,9 @@ class Row:
 
 
 def run_model(name: str, batch_size: int, args, train: ImageArrays, classes: list[str],
-              augment_cfg: AugmentConfig) -> tuple[list[Row], float]:
-    """The rows of one model and batch size, and the GFLOP/s of its convolutions alone in reslab's precision."""
+              augment_cfg: AugmentConfig, quiet: QuietWait) -> tuple[list[Row], float, float | None]:
+    """The rows of one model and batch size, the GFLOP/s of its convolutions alone in reslab's precision, and the
+    seconds torch.compile + the warm-up steps took (None without --compile)."""
     cores = available_cores()
     steps, warmup, size = args.steps, args.warmup, args.image_size
     n_classes = len(classes)
@@ -394,7 +184,7 @@ def run_model(name: str, batch_size: int, args, train: ImageArrays, classes: lis
     reslab_runs = {reslab_key: (fast_model, fast_opt)}
     if args.compile:
         reslab_runs[reslab_key + (" compiled",)] = (variants[-1][4], variants[-1][3])
-    augment = BatchAugment(augment_cfg)
+    augment, config = BatchAugment(augment_cfg), loop_config(name, size, batch_size, augment_cfg)
     rng = np.random.default_rng(0)
 
     def reslab_block(n_steps: int, block: int, forward: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
@@ -403,20 +193,21 @@ def run_model(name: str, batch_size: int, args, train: ImageArrays, classes: lis
         subset = ImageArrays(train.images[idx], train.labels[idx], train.classes)
         loader = ArrayLoader(subset, batch_size, shuffle=True, seed=0)
         loader.set_epoch(block)
-        train_one_epoch(forward, loader, opt, fast, augment, torch.Generator().manual_seed(block), progress=False)
+        train_one_epoch(forward, loader, opt, config, fast, augment, torch.Generator().manual_seed(block),
+                        progress=False)
 
     for forward, opt in reslab_runs.values():
         reslab_block(warmup, 0, forward, opt)
 
     for r in range(args.repeats):
         for key, step in synth:
-            wait_for_quiet(args.max_wait)
+            quiet(args.max_wait)
             with monitor() as u:
                 for _ in range(steps):
                     step()
             rows[key].img_s.append(steps * batch_size / u.wall_s)
             rows[key].usage.append(u)
-        wait_for_quiet(args.max_wait)
+        quiet(args.max_wait)
         for _ in range(2 * cores):  # untimed: the batches the workers prefetched while we waited
             nstep(*next(naive_it))
         with monitor() as u:
@@ -425,27 +216,26 @@ def run_model(name: str, batch_size: int, args, train: ImageArrays, classes: lis
         rows[naive_key].img_s.append(steps * batch_size / u.wall_s)
         rows[naive_key].usage.append(u)
         for key, (forward, opt) in reslab_runs.items():
-            wait_for_quiet(args.max_wait)
+            quiet(args.max_wait)
             with monitor() as u:
                 reslab_block(steps, r + 1, forward, opt)
             rows[key].img_s.append(steps * batch_size / u.wall_s)
             rows[key].usage.append(u)
     del naive_it  # stops the workers
 
-    wait_for_quiet(args.max_wait)
+    quiet(args.max_wait)
     ceiling = conv_ceiling(fast_model, to_input(x8, fast), fast)
     for row in rows.values():
         row.flops = flops
     if args.compile:
         print(f"    {name}, batch {batch_size}: torch.compile + first {warmup} steps took {compile_s:.1f} s",
               file=sys.stderr, flush=True)
-        COMPILE_S[(name, batch_size)] = compile_s
-    return list(rows.values()), ceiling
+    return list(rows.values()), ceiling, compile_s if args.compile else None
 
 
-def measure_peaks(peaks: dict[str, float], max_wait: float) -> None:
+def measure_peaks(peaks: dict[str, float], max_wait: float, quiet: QuietWait) -> None:
     """Update the best matmul GFLOP/s seen per dtype (a peak is the best a quiet machine gives, so keep the max)."""
-    wait_for_quiet(max_wait)
+    quiet(max_wait)
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         peaks[name] = max(peaks.get(name, 0.0), matmul_peak_gflops(dtype))
 
@@ -478,16 +268,16 @@ def decode_costs(classes: list[str], image_size: int, augment_cfg: AugmentConfig
 
     rows = read_split(ROOT / "artifacts/split", "train")
     paths = [str(ROOT / p) for p in rows["path"][:n]]
-    t = _timed(lambda: [load_resized(p, image_size) for p in paths]) / len(paths)
+    t = timed(lambda: [load_resized(p, image_size) for p in paths]) / len(paths)
     naive = v2.Compose([v2.Resize((image_size, image_size)), study_transforms(augment_cfg)])
 
     def naive_one(p: str) -> None:
         with Image.open(p) as img:
             naive(img.convert("RGB"))
 
-    t_naive = _timed(lambda: [naive_one(p) for p in paths]) / len(paths)
+    t_naive = timed(lambda: [naive_one(p) for p in paths]) / len(paths)
     with tempfile.TemporaryDirectory() as tmp:
-        t_prep = _timed(lambda: prepare_split(rows, classes, image_size, Path(tmp), "train",
+        t_prep = timed(lambda: prepare_split(rows, classes, image_size, Path(tmp), "train",
                                               workers=default_threads()))
     print(f"\nDecoding (one core, {len(paths)} training JPEGs): prepare's decode + resize {1e3 * t:.2f} ms/image; "
           f"naive decode + resize + per-image v2 augmentation {1e3 * t_naive:.2f} ms/image (every epoch).")
@@ -501,7 +291,7 @@ def batch_augment_ms(image_size: int, cfg: AugmentConfig) -> float:
     x = torch.randint(0, 256, (32, image_size, image_size, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
     for _ in range(3):
         aug(x, g)
-    return 1e3 * min(_timed(lambda: aug(x, g)) for _ in range(20))
+    return 1e3 * min(timed(lambda: aug(x, g)) for _ in range(20))
 
 
 def one_process(threads: int, steps: int, batch_size: int, image_size: int, model: str) -> dict:
@@ -512,16 +302,16 @@ def one_process(threads: int, steps: int, batch_size: int, image_size: int, mode
     torch.manual_seed(0)
     m = to_device(create_model(model, num_classes=len(train.classes), image_size=image_size), precision)
     opt = make_optimizer(m, 1e-3)
-    aug = BatchAugment(AugmentConfig())
+    aug, config = BatchAugment(AugmentConfig()), loop_config(model, image_size, batch_size, AugmentConfig())
     warm = ImageArrays(train.images[:3 * batch_size], train.labels[:3 * batch_size], train.classes)
-    train_one_epoch(m, ArrayLoader(warm, batch_size, shuffle=True), opt, precision, aug, progress=False)
+    train_one_epoch(m, ArrayLoader(warm, batch_size, shuffle=True), opt, config, precision, aug, progress=False)
     part = ImageArrays(train.images[:steps * batch_size], train.labels[:steps * batch_size], train.classes)
-    t = _timed(lambda: train_one_epoch(m, ArrayLoader(part, batch_size, shuffle=True), opt, precision, aug,
+    t = timed(lambda: train_one_epoch(m, ArrayLoader(part, batch_size, shuffle=True), opt, config, precision, aug,
                                        progress=False))
     return {"threads": threads, "s_per_step": t / steps, "epoch_s": t / steps * len(train) / batch_size}
 
 
-def sweep_check(args) -> None:
+def sweep_check(args, quiet: QuietWait) -> None:
     """Two concurrent training processes, as `reslab tune --workers 2` runs them: 1 vs 2 threads each."""
     cores = available_cores()
     print(f"\nSweep workers ({args.sweep_model}, batch {args.batch_sizes[0]}, {args.sweep_steps} steps per process, "
@@ -538,7 +328,7 @@ def sweep_check(args) -> None:
                "--sweep-model", args.sweep_model]
         tries = []
         for _ in range(args.sweep_tries):
-            wait_for_quiet(args.max_wait)
+            quiet(args.max_wait)
             with monitor() as u:  # our children are in our tree: `others` is the neighbours' load only
                 children = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
                 outs = [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
@@ -583,8 +373,8 @@ def main() -> None:
                                      args.sweep_model)))
         return
 
-    fast = setup_runtime(TrainConfig(num_threads=args.threads, device="cpu", precision="auto"), who="throughput")
-    WAITED["budget"] = args.max_total_wait
+    fast = setup_runtime(RuntimeConfig(precision="auto", device="cpu", num_threads=args.threads), who="throughput")
+    quiet = QuietWait(args.max_total_wait)
     augment_cfg = load_params(ROOT / "params.yaml").augment
     print(f"{cpu_model()}, {available_cores()} cores, native bf16: {cpu_has_native_bf16()}; torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; reslab auto precision: {fast.name}"
@@ -594,10 +384,11 @@ def main() -> None:
     tables = []
     for batch_size in args.batch_sizes:
         for name in args.models:
-            measure_peaks(peaks, args.max_wait)
+            measure_peaks(peaks, args.max_wait, quiet)
             print(f"... {name}, batch {batch_size}", file=sys.stderr, flush=True)
-            tables.append((name, batch_size, *run_model(name, batch_size, args, train, train.classes, augment_cfg)))
-    measure_peaks(peaks, args.max_wait)
+            tables.append((name, batch_size, *run_model(name, batch_size, args, train, train.classes, augment_cfg,
+                                                          quiet)))
+    measure_peaks(peaks, args.max_wait, quiet)
     print(f"Matmul peak ({torch.get_num_threads()} threads, 2048^2, best of 8 at each of {len(tables) + 1} "
           f"points in the run): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     print(f"img/s: median of the clean interleaved blocks of --steps steps (clean: other processes used < {CLEAN} "
@@ -606,21 +397,21 @@ def main() -> None:
           "fused Adam; GFLOP/s and % peak: from "
           "img/s, of the matmul peak for the row's dtype; RSS: peak of the main process; PSS: main + loader workers "
           "at the end of a block (shared pages split); others: mean cores used by other processes meanwhile")
-    for name, batch_size, rows, ceiling in tables:
+    for name, batch_size, rows, ceiling, compile_s in tables:
         print_table(name, batch_size, rows, rows[0].flops, peaks)
-        if (name, batch_size) in COMPILE_S:
+        if compile_s is not None:
             print(f"  compiled rows (train.compile: true): compiling + {args.warmup} warm-up steps took "
-                  f"{COMPILE_S[(name, batch_size)]:.1f} s (inductor's on-disk cache makes a repeat faster)")
+                  f"{compile_s:.1f} s (inductor's on-disk cache makes a repeat faster)")
         print(f"  ceiling: the model's convolutions alone (forward + backward, {fast.name}"
               f"{' CL' if fast.channels_last else ''}, the step's shapes) run at {ceiling:.0f} GFLOP/s = "
               f"{100 * ceiling / peaks['bf16' if fast.name == 'bf16' else 'fp32']:.0f}% of the peak")
     sys.stdout.flush()
-    wait_for_quiet(args.max_wait)
+    quiet(args.max_wait)
     decode_costs(train.classes, args.image_size, augment_cfg)
     if not args.no_sweep:
         args.train_size = len(train)
-        sweep_check(args)
-    print(f"waited {WAITED['s']:.0f} s in all for other processes to go quiet")
+        sweep_check(args, quiet)
+    print(f"waited {quiet.waited_s:.0f} s in all for other processes to go quiet")
     print(f"peak RSS of this process over the whole run: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

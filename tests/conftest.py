@@ -2,18 +2,20 @@
 
 The project fixture copies the repository's own dvc.yaml, params.yaml and sources into a temp git repo and
 overrides only what makes it small (few images, 32 px, 2 epochs) - the lightning-hydra-template idea of running
-the real configuration with `fast_dev_run`, not a mock of it.
+the real configuration with `fast_dev_run`, not a mock of it. The session-wide projects are shared by many tests:
+a test that changes one works on its own `copy_project` of it.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,13 +49,20 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True,
 
 
 def write_params(path: Path, overrides: dict) -> None:
-    """The repository's params.yaml with dotted-key overrides."""
-    from reslab.config import set_dotted
+    """The repository's params.yaml at `path` with dotted-key overrides, its comments kept (as `reslab tune
+    --apply` writes it); not validated, so a test can write one that must fail."""
+    from reslab.config import write_params as set_keys
 
-    tree = yaml.safe_load((REPO / "params.yaml").read_text())
-    for key, value in overrides.items():
-        set_dotted(tree, key, value)
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    shutil.copy(REPO / "params.yaml", path)
+    set_keys(path, overrides, validate=lambda _: None)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/<name>.py as a module, importing its sibling modules as `python benchmarks/<name>.py` does (the
+    script's folder first on sys.path, here only while it is imported)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(REPO / "benchmarks"))
+        return importlib.import_module(name)
 
 
 def pytest_configure(config):
@@ -126,15 +135,51 @@ def make_project(root: Path, data: Path, overrides: dict | None = None, git: boo
     return root
 
 
+def copy_project(src: Path, dst: Path, overrides: dict | None = None, outputs: bool = False) -> Path:
+    """A private copy of a project (a session fixture's, which tests share and must not change).
+
+    Args:
+        src: the project.
+        dst: where the copy goes.
+        overrides: when given, the copy's params.yaml is the repository's with these dotted keys (TINY_PARAMS are
+            not added: pass them too); None keeps src's.
+        outputs: keep what src's runs wrote (models, metrics, plots, the MLflow store, .reslab); False leaves them
+            out, so the copy trains from its prepared data.
+    """
+    ignore = None if outputs else shutil.ignore_patterns("mlflow.db", "mlartifacts", ".reslab", "models", "metrics",
+                                                         "plots")
+    shutil.copytree(src, dst, symlinks=True, ignore=ignore)
+    if overrides is not None:
+        write_params(dst / "params.yaml", overrides)
+    return dst
+
+
 @pytest.fixture
 def project(tmp_path, tiny_images) -> Path:
     """A fresh tiny project (git + DVC initialised), nothing run yet."""
     return make_project(tmp_path / "proj", tiny_images)
 
 
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch) -> str:
+    """A real MLflow store (sqlite) of this test alone, set as MLFLOW_TRACKING_URI; returns its URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture
+def study_project(tmp_path, mlflow_store) -> Path:
+    """A fresh project to `reslab tune` in (tuning_project.py: params shrunk for a study, prepared arrays written
+    directly, no pipeline run), with its own MLflow store."""
+    from tuning_project import make_study_project  # here: it imports the CLI, which most tests do not need
+
+    return make_study_project(tmp_path / "proj")
+
+
 @pytest.fixture(scope="session")
 def prepared_project(tmp_path_factory, tiny_images) -> Path:
-    """A tiny project with filter, split and prepare already run (session-wide; don't modify)."""
+    """A tiny project with filter, split and prepare already run (session-wide; don't modify: see copy_project)."""
     root = make_project(tmp_path_factory.mktemp("prepared") / "proj", tiny_images, git=False)
     for stage in ("filter", "split", "prepare"):
         run(["reslab", stage], root)
@@ -144,7 +189,8 @@ def prepared_project(tmp_path_factory, tiny_images) -> Path:
 @pytest.fixture(scope="session")
 def pipeline_project(tmp_path_factory, tiny_images) -> Path:
     """The whole pipeline run once in a tiny project as `make run` runs it, with `reslab repro` (dvc repro, the
-    training replicates 2 at a time); its output is in .reslab/repro.out (session-wide; don't modify)."""
+    training replicates 2 at a time); its output is in .reslab/repro.out (session-wide; don't modify: a test
+    that changes it works on a `copy_project(pipeline_project, ..., outputs=True)`)."""
     root = make_project(tmp_path_factory.mktemp("pipeline") / "proj", tiny_images)
     run(["dvc", "add", "-q", "data"], root)
     out = run(["reslab", "repro", "--jobs", "2"], root, timeout=900).stdout

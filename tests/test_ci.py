@@ -13,8 +13,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
+from conftest import REPO
+
+TESTS = REPO / "tests"
 LOCK = REPO / "requirements" / "constraints.txt"
 
 

@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import REPO
 from reslab.config import (PRECISIONS, ConfigError, Params, TuneConfig, TrainConfig, field_type, load_params,
                            with_overrides, write_params)
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write(tmp_path, tree) -> Path:

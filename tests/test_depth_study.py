@@ -1,7 +1,9 @@
-"""The depth study (studies/depth/dvc.yaml): its params and profiles, the analysis on constructed inputs with known
-answers, and the real DVC pipeline end to end with the tiny profile (2 depths, 1 seed, 2 epochs, 16 px)."""
+"""The depth study (studies/depth, a DVC project of its own): its params and profiles, the analysis on constructed
+inputs with known answers and on the committed cells, and the real DVC pipeline end to end with the tiny profile
+(2 depths, 1 seed, 2 epochs, 16 px)."""
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -13,13 +15,14 @@ from scipy import stats
 
 from conftest import REPO, make_project, run
 from reslab.config import ConfigError
-from reslab.depth_study.analysis import (analyse, depth_verdict, flat_metrics, metrics_summary,
-                                         paired_differences, verdict_rule)
+from reslab.depth_study.analysis import analyse, depth_verdict, flat_metrics, metrics_summary, paired_differences, rule
 from reslab.depth_study.cell import remaining_seconds
 from reslab.depth_study.layout import find_root
 from reslab.depth_study.params import budget_params, cells, load_study_params
 from reslab.depth_study.profiles import apply_profile, profile_overrides
+from reslab.depth_study.report import report_markdown
 from reslab.models.serialization import load_model_file
+from reslab.statistics.verdict import interval_side
 
 STUDY = REPO / "studies" / "depth"
 
@@ -73,6 +76,12 @@ def test_an_unknown_profile_names_the_profiles(tmp_path):
     (lambda t: t.update(seeds=[1, 1]), r"seeds: \[1, 1\] is out of range"),
     (lambda t: t["augment"].update(magnitude=9), r"augment\.magnitude: 9"),
     (lambda t: t.update(report={"confidence": 1.5}), r"report\.confidence"),
+    # the main config's sections with their own bounds, limited to the keys the study reads
+    (lambda t: t["data"].update(image_size=8), r"data\.image_size: 8 is out of range"),
+    (lambda t: t["data"].update(interpolation=None), r"data\.interpolation: None is out of range"),
+    (lambda t: t["train"].update(lr=0), r"params\.yaml: train\.lr: 0"),
+    (lambda t: t["train"].update(patience=3), r"unknown key train\.patience; valid keys of train: epochs"),
+    (lambda t: t["mlflow"].update(registered_model_name="x"), r"unknown key mlflow\.registered_model_name"),
 ])
 def test_bad_params_name_the_key(tmp_path, edit, match):
     tree = yaml.safe_load((STUDY / "params.yaml").read_text())
@@ -128,6 +137,8 @@ def summary(mean, low, high, n=3):
 ])
 def test_the_verdict_at_its_boundaries(difference, expected):
     assert depth_verdict(difference, 56).startswith(expected)
+    side = 1 if "plain has higher" in expected else -1 if "residual has higher" in expected else 0
+    assert interval_side(difference["ci_low"], difference["ci_high"]) == side  # the rule the main verdict reads too
 
 
 def test_analyse_on_a_degrading_plain_family():
@@ -138,7 +149,7 @@ def test_analyse_on_a_degrading_plain_family():
     assert result["lowest_training_error"] == {"plain": 8, "residual": 56}
     assert result["summary"]["plain"][56]["final_train_error"]["mean"] == pytest.approx(0.53)
     assert result["difference"][56]["test_error"]["mean"] == pytest.approx(0.42)
-    assert "95 %" in result["rule"] and "t_{0.975, n-1}" in verdict_rule(0.95)
+    assert "95 %" in result["rule"] and "t_{0.975, n-1}" in rule(0.95)
     metrics = metrics_summary(result)
     json.dumps(metrics, allow_nan=False)  # DVC reads it: no NaN
     assert metrics["plain_minus_residual"]["depth_56"]["final_train_error"]["mean"] == pytest.approx(0.42)
@@ -177,35 +188,80 @@ def test_the_time_left_grows_with_depth():
     assert remaining_seconds([], [8], epochs=10) is None
 
 
+def committed_rows() -> list[dict]:
+    """The committed cells with their test errors: the report's per-cell table rounds them to 3 decimals, which with
+    the report's n_test (< 1000) identifies the count of correct test images, and `training.evaluate` gives the
+    accuracy as a float32 mean of the hits."""
+    md = (STUDY / "reports/depth_study.md").read_text()
+    n_test = int(re.search(r"(\d+) test images", md).group(1))
+    table = {(m[1], int(m[2]), int(m[3])): float(m[4]) for m in re.finditer(
+        r"^\| (plain|residual) \| (\d+) \| (\d+) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| ([\d.]+) \|", md, re.M)}
+    rows = []
+    for path in sorted((STUDY / "cells").glob("*.json")):
+        cell = json.loads(path.read_text())
+        hits = round((1 - table[cell["family"], cell["depth"], cell["seed"]]) * n_test)
+        rows.append({**cell, "test_error": 1.0 - float(np.float32(hits) / np.float32(n_test))})
+    return rows
+
+
+def test_the_committed_report_and_metrics_are_what_the_analysis_makes_of_the_committed_cells():
+    p = load_study_params(STUDY / "params.yaml")
+    rows = committed_rows()
+    result = analyse(rows, p.depths, p.seeds, p.report.confidence)
+    assert json.dumps(metrics_summary(result), indent=2) + "\n" == (STUDY / "metrics.json").read_text()
+    md = (STUDY / "reports/depth_study.md").read_text()
+    sizes = [int(x) for x in re.search(r"(\d+) train / (\d+) val / (\d+) test images, (\d+) classes", md).groups()]
+    setup = {"image_size": p.data.image_size, "widths": list(p.model.widths), "epochs": p.train.epochs,
+             "batch_size": p.train.batch_size, "lr": p.train.lr, "augment_magnitude": p.augment.magnitude,
+             "precision": re.search(r"px, (\w+)\. Data", md).group(1), **dict(zip(
+                 ("n_train", "n_val", "n_test", "n_classes"), sizes)),
+             "n_parameters": {c["depth"]: c["n_parameters"] for c in rows if c["family"] == "plain"}}
+    assert report_markdown(result, setup) == md
+
+
+def test_the_study_s_source_deps_are_files_that_exist():
+    """studies/depth is its own DVC project: a folder outside it is hashed with its __pycache__/ (the root's
+    .dvcignore does not apply there), so every source dep must name a file."""
+    stages = yaml.safe_load((STUDY / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for dep in stage["deps"]:
+            path = (STUDY / dep).resolve()
+            if dep.startswith("../../src/"):
+                assert path.is_file(), f"{name}: {dep}"
+    assert "cache" in (STUDY / ".dvc/config").read_text()  # the root's cache: ../../../.dvc/cache from .dvc/
+
+
 # ----------------------------------------------------------------------------- the real pipeline, tiny profile
 
 DEPTHS, SEEDS = (8, 14), (1,)
 
 
 def study_status(root, edit):
-    """`dvc status` of the study after editing its params.yaml (restored afterwards): the stages that would run."""
+    """`dvc status` inside the study after editing its params.yaml (restored afterwards): the stages that would
+    run."""
     params = root / "studies/depth/params.yaml"
     original = params.read_text()
     try:
         tree = yaml.safe_load(original)
         edit(tree)
         params.write_text(yaml.safe_dump(tree, sort_keys=False))
-        out = json.loads(run(["dvc", "status", "studies/depth/dvc.yaml", "--json"], root).stdout)
-        return {name.split(":")[-1] for name in out}
+        return set(json.loads(run(["dvc", "status", "--json"], root / "studies/depth").stdout))
     finally:
         params.write_text(original)
 
 
 @pytest.fixture(scope="module")
 def study_project(tmp_path_factory, tiny_images):
-    """The tiny project with studies/ copied in, the tiny profile applied and `dvc repro studies/depth/dvc.yaml`
-    run once (module-wide; don't modify)."""
+    """The tiny project with studies/ copied in (the study's own DVC project), the tiny profile applied, the main
+    split made and `dvc repro` run once in studies/depth, as `make depth-study` does (module-wide; don't modify)."""
     root = make_project(tmp_path_factory.mktemp("depth") / "proj", tiny_images)
-    shutil.copytree(REPO / "studies", root / "studies")
+    shutil.copytree(REPO / "studies", root / "studies",
+                    ignore=shutil.ignore_patterns("tmp", "cache", "config.local", "prepared", "models"))
     run(["dvc", "add", "-q", "data"], root)
     run(["reslab", "depth-study", "profile", "tiny"], root)
-    out = run(["dvc", "repro", "studies/depth/dvc.yaml"], root, timeout=600)
-    (root / "repro.log").write_text(out.stdout)
+    split = run(["dvc", "repro", "split"], root)
+    out = run(["dvc", "repro"], root / "studies/depth", timeout=600)
+    (root / "repro.log").write_text(split.stdout + out.stdout)
     return root
 
 
@@ -273,7 +329,7 @@ def test_mlflow_has_one_study_run_with_a_child_per_cell(study_project):
 @pytest.mark.slow
 def test_new_depths_and_seeds_train_only_their_cells(study_project):
     root = study_project
-    out = run(["dvc", "repro", "studies/depth/dvc.yaml"], root)
+    out = run(["dvc", "repro"], root / "studies/depth")
     assert "Running stage" not in out.stdout
 
     def add_depth(tree):
@@ -293,3 +349,16 @@ def test_new_depths_and_seeds_train_only_their_cells(study_project):
         "report"}
     assert study_status(root, budget) == {f"train@{f}-{d}-1" for f in ("plain", "residual") for d in DEPTHS}
     assert study_status(root, confidence) == {"report"}
+
+
+@pytest.mark.slow
+def test_the_root_pipeline_leaves_the_study_alone(study_project):
+    """The root's `dvc status` lists its own stages only; the study's models sit in the root's cache."""
+    root = study_project
+    stages = json.loads(run(["dvc", "status", "--json"], root).stdout)
+    assert stages and not [name for name in stages if "depth" in name or "@plain" in name or "@residual" in name]
+    assert set(stages) <= {"prepare", "evaluate"} | {f"train_{r}@{s}" for r in ("baseline", "resnet")
+                                                     for s in range(10)}
+    assert json.loads(run(["dvc", "status", "--json"], root / "studies/depth").stdout) == {}
+    model = (root / "studies/depth/dvc.lock").read_text().split("path: models/plain_d8_s1.pt")[1].split("md5: ")[1]
+    assert (root / ".dvc/cache/files/md5" / model[:2] / model[2:32]).is_file()

@@ -2,28 +2,17 @@
 (Newcombe's interval, the exact Mann-Whitney p), and the calibration that benchmarks/calibration.py prints."""
 from __future__ import annotations
 
-import functools
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from reslab.statistics.design import design_interval, mde_floor, mde_options, minimum_detectable_difference
 from reslab.statistics.improvement import improvement_probability, newcombe_interval
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-@functools.cache
 def _calibration():
-    """benchmarks/calibration.py as a module (registered first: its dataclass resolves names through it)."""
-    spec = importlib.util.spec_from_file_location("calibration", ROOT / "benchmarks" / "calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/calibration.py as a module."""
+    return load_benchmark("calibration")
 
 
 def _gaussian_holdout(rng, draws, n, big_n, sd):

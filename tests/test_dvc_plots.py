@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run
+from conftest import REPO, copy_project, run
 
 CURVES_CSV = "plots/evaluate/learning_curves.csv"
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)
@@ -24,8 +24,7 @@ CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-bro
 def plots_project(pipeline_project, tmp_path_factory) -> Path:
     """A copy of the tiny pipeline project (which `dvc plots show` would write into) with the repository's plot
     templates and page setting; the project fixture is made from dvc.yaml and src/ only."""
-    root = tmp_path_factory.mktemp("plots") / "proj"
-    shutil.copytree(pipeline_project, root, symlinks=True)
+    root = copy_project(pipeline_project, tmp_path_factory.mktemp("plots") / "proj", outputs=True)
     shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
     page = run(["dvc", "config", "--project", "plots.html_template"], REPO).stdout.strip()
     run(["dvc", "config", "plots.html_template", page], root)

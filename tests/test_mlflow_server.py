@@ -18,11 +18,12 @@ import pytest
 from mlflow.artifacts import download_artifacts
 from mlflow.tracking import MlflowClient
 
-from conftest import make_project, run, write_params
+from conftest import REPO, make_project, run, write_params
 from reslab import cli, tracking
+from reslab.config import ConfigError
+from reslab.tracking.store import _is_local
 from reslab.layout import Layout
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "mlflow_server.sh"
 LOCAL_STORE = ("mlflow.db", "mlartifacts", "mlruns")  # where a client-side store would write
 
@@ -56,6 +57,22 @@ def test_a_dead_server_fails_train_before_it_reads_anything(tmp_path, monkeypatc
     assert f"reslab train: error: the MLflow tracking server MLFLOW_TRACKING_URI={uri} is not reachable" in err
     assert "scripts/mlflow_server.sh start" in err
     assert files_of(root) == before
+
+
+def test_a_dead_server_is_its_own_error_and_says_what_to_do(tmp_path, monkeypatch):
+    """Not a ConfigError (the settings may be right, the server merely down); the message names the URI without its
+    password, and both ways out."""
+    uri = f"http://u:secret@127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(tracking.TrackingServerError) as caught:
+        tracking.setup(tmp_path, "reslab")
+    assert isinstance(caught.value, RuntimeError) and not isinstance(caught.value, ConfigError)
+    message = str(caught.value)
+    assert message.startswith(f"the MLflow tracking server MLFLOW_TRACKING_URI=http://u:***@127.0.0.1:") and (
+        "is not reachable: no answer" in message)
+    assert "secret" not in message and "scripts/mlflow_server.sh start DIR" in message
+    assert "unset MLFLOW_TRACKING_URI" in message
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):
@@ -92,11 +109,11 @@ def test_the_probe_judges_the_servers_answer(tmp_path, monkeypatch, status, fail
 def test_only_project_stores_are_local(tmp_path, monkeypatch, capsys):
     """A database URI is no folder of this project: its artifacts are not put into <root>/mlartifacts, and the user
     is told to use the server for several machines (once per process); its password is never printed."""
-    assert tracking._is_local(f"sqlite:///{tmp_path}/mlflow.db") and tracking._is_local(str(tmp_path / "mlruns"))
-    assert tracking._is_local(f"file://{tmp_path}/mlruns")
+    assert _is_local(f"sqlite:///{tmp_path}/mlflow.db") and _is_local(str(tmp_path / "mlruns"))
+    assert _is_local(f"file://{tmp_path}/mlruns")
     for uri in ("postgresql://u:secret@db/mlflow", "postgresql+psycopg://u@db/mlflow", "mysql://db/m",
                 "http://127.0.0.1:5000", "https://mlflow.example.com", "databricks"):
-        assert not tracking._is_local(uri), uri
+        assert not _is_local(uri), uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://u:secret@db-host/mlflow")
     for _ in range(2):
         assert tracking.check_store(tmp_path) == "postgresql://u:secret@db-host/mlflow"

@@ -3,26 +3,21 @@ ablation really walks from the fair recipe to the original one, and that harness
 the runs. The reference itself needs TensorFlow (make parity-env), which CI does not install: it is not run here."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def parity():
-    spec = importlib.util.spec_from_file_location("parity", ROOT / "benchmarks" / "parity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("parity")
 
 
 def test_reference_split_is_the_notebooks_rule(parity, tmp_path):
@@ -45,19 +40,19 @@ def test_the_ablation_reaches_the_original_recipe_and_needs_every_step(parity):
     steps = list(parity.STEPS)
     # from the fair recipe with PyTorch's initialisation for both (its default until the parity measurements), every step
     # is a difference the original recipe has: leaving one out must show
-    torch_init = parity.load_params(ROOT / "params.yaml", ["data.image_size=64", "train.init=torch"])
+    torch_init = parity.load_params(REPO / "params.yaml", ["data.image_size=64", "train.init=torch"])
     parity.check_steps_reach_original(parity.variants(torch_init, steps, caps))
     for missing in steps:
         with pytest.raises(SystemExit, match="not the original recipe"):
             parity.check_steps_reach_original(parity.variants(torch_init, [s for s in steps if s != missing], caps))
     # today's fair recipe gives the plain CNN Keras' initialisation, the ResNet PyTorch's: the init step is still
     # needed (for the ResNet)
-    default = parity.load_params(ROOT / "params.yaml", ["data.image_size=64"])
+    default = parity.load_params(REPO / "params.yaml", ["data.image_size=64"])
     parity.check_steps_reach_original(parity.variants(default, steps, caps))
     with pytest.raises(SystemExit, match="resnet: the ablation's last step is not the original recipe"):
         parity.check_steps_reach_original(parity.variants(default, [s for s in steps if s != "init"], caps))
     # a role's own switch, set by --params or --set, neither defeats a step nor leaks into the original preset
-    own = parity.load_params(ROOT / "params.yaml", ["data.image_size=64", "train_baseline.init=torch",
+    own = parity.load_params(REPO / "params.yaml", ["data.image_size=64", "train_baseline.init=torch",
                                                     "train_resnet.bn_frozen=false"])
     parity.check_steps_reach_original(parity.variants(own, steps, caps))
 
@@ -81,7 +76,7 @@ def test_two_harness_processes_share_the_runs_and_write_the_report(tmp_path):
         for i in range(24):
             Image.fromarray((rng.random((28, 28, 3)) * 80 + 60 * c).astype("uint8")).save(d / f"{i:03d}.png")
     (tmp_path / "data" / "class_0" / "broken.png").write_bytes(b"not a png")  # the filter drops it
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "parity.py"), "--data", str(tmp_path / "data"),
+    cmd = [sys.executable, str(REPO / "benchmarks" / "parity.py"), "--data", str(tmp_path / "data"),
            "--min-images", "20", "--test-per-class", "4", "--image-size", "24", "--seeds", "0", "1",
            "--ablation-seeds", "1", "--epochs-cnn", "1", "--epochs-resnet", "1", "--steps", "init", "bn_frozen",
            "--skip-reference", "--threads", "1", "--set", "train.init=torch", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
@@ -125,7 +120,7 @@ def test_clipart_folder_from_a_package_flattens_transparency_over_white(tmp_path
     deb = tmp_path / "openclipart-png_1.0_all.deb"
     subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(pkg), str(deb)], check=True,
                    capture_output=True)
-    script = [sys.executable, str(ROOT / "benchmarks" / "clipart_data.py"), "--deb", str(deb), "--max-side", "60"]
+    script = [sys.executable, str(REPO / "benchmarks" / "clipart_data.py"), "--deb", str(deb), "--max-side", "60"]
     out = tmp_path / "clipart"
     subprocess.run(script + ["--out", str(out), "--per-class", "3"], check=True, capture_output=True)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))

@@ -1,18 +1,24 @@
 """The real pipeline, shrunk: `reslab repro` (make run's dvc repro) in a temp git repo on a tiny generated data set
-(32 px, 2 epochs, seeds 1 and 2 in replicates.seeds)."""
+(32 px, 2 epochs, seeds 1 and 2 in replicates.seeds). Tests that only read use the session's `pipeline_project`;
+tests that edit params, rerun or write output use `pipeline_copy`, their own copy of it."""
 import json
-import shutil
 
 import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import run
+from conftest import copy_project, run
 
 pytestmark = pytest.mark.slow
 SEEDS = (1, 2)
 ROLES = ("baseline", "resnet")
+
+
+@pytest.fixture
+def pipeline_copy(pipeline_project, tmp_path):
+    """This test's own copy of the run pipeline, outputs and MLflow store included."""
+    return copy_project(pipeline_project, tmp_path / "pipeline", outputs=True)
 
 
 def client_for(root):
@@ -26,7 +32,7 @@ def runs_of(root):
 
 
 def status_after(root, edit):
-    """`dvc status` after editing params.yaml (restored afterwards): the stages that would run."""
+    """`dvc status` after editing params.yaml (restored afterwards, for the next edit): the stages that would run."""
     params = root / "params.yaml"
     original = params.read_text()
     try:
@@ -130,8 +136,8 @@ def test_champion_is_chosen_on_validation_only(pipeline_project):
     assert champion.tags["source_run_id"] == info["run_id"]
 
 
-def test_second_repro_runs_nothing_and_dvc_reads_metrics_and_plots(pipeline_project):
-    root = pipeline_project
+def test_second_repro_runs_nothing_and_dvc_reads_metrics_and_plots(pipeline_copy):
+    root = pipeline_copy
     out = run(["dvc", "repro"], root)
     assert "Running stage" not in out.stdout and "up to date" in out.stdout
     flat = json.dumps(json.loads(run(["dvc", "metrics", "show", "--json"], root).stdout))
@@ -140,8 +146,8 @@ def test_second_repro_runs_nothing_and_dvc_reads_metrics_and_plots(pipeline_proj
     assert (root / "dvc_plots/index.html").stat().st_size > 0
 
 
-def test_each_stage_declares_only_the_params_it_reads(pipeline_project):
-    root = pipeline_project
+def test_each_stage_declares_only_the_params_it_reads(pipeline_copy):
+    root = pipeline_copy
 
     def lr(tree):
         tree["train_resnet"]["lr"] = 0.002
@@ -154,8 +160,8 @@ def test_each_stage_declares_only_the_params_it_reads(pipeline_project):
     assert status_after(root, bootstrap) == {"evaluate"}
 
 
-def test_adding_a_seed_trains_only_its_models_and_removing_one_retrains_nothing(pipeline_project):
-    root = pipeline_project
+def test_adding_a_seed_trains_only_its_models_and_removing_one_retrains_nothing(pipeline_copy):
+    root = pipeline_copy
 
     def add(tree):
         tree["replicates"]["seeds"] = [1, 2, 3]
@@ -167,10 +173,9 @@ def test_adding_a_seed_trains_only_its_models_and_removing_one_retrains_nothing(
     assert status_after(root, remove) == {"evaluate"}
 
 
-def test_an_experiment_does_not_move_the_champion(pipeline_project, tmp_path):
+def test_an_experiment_does_not_move_the_champion(pipeline_copy):
     """`dvc exp run` (which sets DVC_EXP_NAME) evaluates and logs, but the @champion alias stays where it was."""
-    root = tmp_path / "exp"
-    shutil.copytree(pipeline_project, root, symlinks=True)
+    root = pipeline_copy
     (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.reslab/\n/data\n/dvc_plots/\n")
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "pipeline"], root)
@@ -204,8 +209,6 @@ def test_predict_with_the_champion(pipeline_project, tiny_images, tmp_path):
 
 
 def test_training_never_reads_the_test_split(prepared_project, tmp_path):
-    from test_resume import copy_project
-
     root = copy_project(prepared_project, tmp_path / "no_test")
     for f in root.glob("artifacts/prepared/test_*"):
         f.unlink()  # if training touched the test split, it would fail here

@@ -14,9 +14,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from test_tuning import EXPERIMENT, make_project, run_reslab
+from conftest import REPO
+from tuning_project import EXPERIMENT, make_study_project, run_reslab
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
@@ -52,7 +52,7 @@ def postgres():
 def test_two_machines_share_one_rdb_study(tmp_path, postgres):
     # longer trials than the other tune tests, so that the second machine joins while the first is still busy
     overrides = {"tune.n_trials": 6, "tune.epochs": 30, "tune.pruner": "none", "tune.heartbeat_interval": 5}
-    machines = [make_project(tmp_path / f"machine{i}", **overrides) for i in (1, 2)]
+    machines = [make_study_project(tmp_path / f"machine{i}", **overrides) for i in (1, 2)]
     env = {"MLFLOW_TRACKING_URI": postgres["mlflow"]}
     first = run_reslab(machines[0], "--storage", postgres["optuna"], env=env)
     # the second machine joins once the study and its MLflow parent run exist, as a colleague's would

@@ -2,13 +2,12 @@
 replicates as parallel `dvc repro --single-item` processes, with the same numbers as a stage run alone by plain
 `dvc repro`, and the same DVC and MLflow records."""
 import json
-import shutil
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import run
+from conftest import copy_project, run
 
 pytestmark = pytest.mark.slow
 SEEDS = (1, 2)
@@ -19,7 +18,7 @@ def weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_replicates_ran_in_parallel_with_one_family_per_model(pipeline_project):
+def test_replicates_ran_in_parallel_with_one_family_per_model(pipeline_project, tmp_path):
     root = pipeline_project
     out = (root / ".reslab" / "repro.out").read_text()
     assert "4 training stage(s) to run, 2 at a time" in out
@@ -37,14 +36,13 @@ def test_replicates_ran_in_parallel_with_one_family_per_model(pipeline_project):
     spans = sorted((r.info.start_time, r.info.end_time) for r in training)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "no two replicates overlapped in time"
 
-    again = run(["reslab", "repro"], root).stdout
+    again = run(["reslab", "repro"], copy_project(root, tmp_path / "again", outputs=True)).stdout
     assert "training stage(s) to run" not in again  # nothing stale: the training phase is skipped
 
 
 def test_a_replicate_run_alone_by_dvc_repro_gives_the_same_weights(pipeline_project, tmp_path):
     """Threads come from params (cores // replicates.jobs), not from what runs beside a stage."""
-    root = tmp_path / "copy"
-    shutil.copytree(pipeline_project, root, symlinks=True)
+    root = copy_project(pipeline_project, tmp_path / "copy", outputs=True)
     for stage, path in (("train_baseline@1", "models/baseline/seed_1.pt"),
                         ("train_resnet@2", "models/resnet/seed_2.pt")):
         run(["dvc", "repro", "--force", "--single-item", stage], root, timeout=600)

@@ -12,18 +12,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, TINY_PARAMS, run, write_params
+from conftest import BIN, TINY_PARAMS, copy_project, run, write_params
 
 EPOCHS = 6
 RESUME_PARAMS = {**TINY_PARAMS, "train.epochs": EPOCHS, "train.patience": 0,
                  "train.batch_size": 4}  # small batches: epochs long enough to kill inside them
-
-
-def copy_project(src, dst, overrides=None):
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".reslab", "models",
-                                                            "metrics", "plots"))
-    write_params(dst / "params.yaml", overrides or {**TINY_PARAMS, "train.epochs": EPOCHS, "train.patience": 0})
-    return dst
 
 
 def all_runs(root):

@@ -22,9 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import REPO
 from odd_files import BLUE, RED, exif_rotated_jpeg
-
-REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["blue", "red"]
 SIZE = 32
 SERVE_DEADLINE_S = 120

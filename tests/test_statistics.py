@@ -16,9 +16,9 @@ from reslab.statistics import (
     confusion_matrix,
     hierarchical_bootstrap_diff,
     mcnemar_exact,
-    minimum_detectable_effect,
+    design_interval,
+    improvement_probability,
     paired_bootstrap_diff,
-    probability_of_improvement,
     replicate_mcnemar,
     replicate_summary,
     sign_count,
@@ -181,9 +181,8 @@ def test_wilson_matches_the_textbook_formula(k, n, conf):
         (lambda: hierarchical_bootstrap_diff(np.ones((2, 3), bool), np.ones((3, 3), bool)), "same shape"),
         (lambda: hierarchical_bootstrap_diff(np.ones((2, 3)), np.ones((2, 3)) * 2), "boolean"),
         (lambda: hierarchical_bootstrap_diff(np.ones((2, 3), bool), np.ones((2, 3), bool), levels="x"), "levels"),
-        (lambda: probability_of_improvement([0.5], [0.5, 0.6]), "same length"),
+        (lambda: improvement_probability([0.5, float("nan")], [0.5, 0.6]), "finite"),
         (lambda: replicate_summary([0.5, float("nan")]), "finite"),
-        (lambda: comparison_verdict(0.1, -0.1, [0.0, 0.1]), "ci_low"),
     ],
 )
 def test_invalid_inputs_raise(call, match):
@@ -301,8 +300,7 @@ def test_two_level_ci_is_wider_than_test_sampling_alone_only_when_replicates_var
 def test_replicated_statistics_are_deterministic_under_the_seed():
     a, b = _replicates(r=5, n=200)
     acc_a, acc_b = a.mean(1), b.mean(1)
-    for fn, args in ((paired_bootstrap_diff, (a[0], b[0])), (hierarchical_bootstrap_diff, (a, b)),
-                     (probability_of_improvement, (acc_a, acc_b))):
+    for fn, args in ((paired_bootstrap_diff, (a[0], b[0])), (hierarchical_bootstrap_diff, (a, b))):
         r1, r2, r3 = fn(*args, n_resamples=500, seed=3), fn(*args, n_resamples=500, seed=3), \
             fn(*args, n_resamples=500, seed=4)
         assert r1 == r2
@@ -313,23 +311,26 @@ def test_replicated_statistics_are_deterministic_under_the_seed():
 def test_probability_of_improvement_is_mann_whitney_u_over_nm():
     rng = np.random.default_rng(4)
     acc_a, acc_b = rng.integers(70, 80, 9) / 100, rng.integers(72, 82, 9) / 100  # with ties
-    res = probability_of_improvement(acc_a, acc_b, n_resamples=2000)
+    res = improvement_probability(acc_a, acc_b)
     u = stats.mannwhitneyu(acc_b, acc_a, alternative="two-sided").statistic
     assert res["probability"] == pytest.approx(u / 81)
-    assert 0.0 <= res["ci_low"] <= res["ci_high"] <= 1.0 and res["ci_low"] < res["ci_high"]
-    loss = probability_of_improvement(-acc_a, -acc_b, higher_is_better=False, n_resamples=10)
+    assert 0.0 <= res["ci_low"] < res["probability"] < res["ci_high"] <= 1.0
+    assert res["p_method"] == "asymptotic"  # ties: no exact null distribution
+    loss = improvement_probability(-acc_a, -acc_b, higher_is_better=False)
     assert loss["probability"] == pytest.approx(res["probability"])
 
 
-def test_probability_of_improvement_known_answers():
+def test_probability_of_improvement_known_answers_and_no_degenerate_interval():
     a, b = np.array([0.6, 0.7, 0.65]), np.array([0.8, 0.9, 0.85])
-    assert _ci(probability_of_improvement(a, b, n_resamples=200)) == (1.0, 1.0)
-    assert probability_of_improvement(a, b, n_resamples=20)["probability"] == 1.0
-    assert probability_of_improvement(b, a, n_resamples=20)["probability"] == 0.0
-    assert probability_of_improvement(a, a, n_resamples=20)["probability"] == 0.5
+    separated = improvement_probability(a, b)
+    assert separated["probability"] == 1.0 and separated["ci_high"] == 1.0
+    assert separated["ci_low"] < 0.7  # complete separation of 3 vs 3 is weak evidence, not certainty
+    assert separated["p_value"] == pytest.approx(0.1)  # exact two-sided Mann-Whitney: 2 / C(6, 3)
+    assert improvement_probability(b, a)["probability"] == 0.0
+    assert improvement_probability(a, a)["probability"] == 0.5
     # S(x, y) = 1/2 on ties: b beats a in 2 pairs, ties in 2 of 4 -> (2 + 1) / 4
-    assert probability_of_improvement([0.5, 0.7], [0.5, 0.7], n_resamples=20)["probability"] == 0.5
-    assert probability_of_improvement([0.5, 0.5], [0.5, 0.7], n_resamples=20)["probability"] == 0.75
+    assert improvement_probability([0.5, 0.7], [0.5, 0.7])["probability"] == 0.5
+    assert improvement_probability([0.5, 0.5], [0.5, 0.7])["probability"] == 0.75
 
 
 def test_sign_count_and_per_replicate_mcnemar():
@@ -342,47 +343,56 @@ def test_sign_count_and_per_replicate_mcnemar():
     assert all(rows[k] == {"replicate": k, **mcnemar_exact(a[k], b[k])} for k in range(3))
 
 
-def test_minimum_detectable_effect_formula_and_power():
-    d = np.array([0.02, -0.03, 0.05, 0.01, -0.01, 0.04, 0.00, 0.03, -0.02, 0.06])
-    n, sd = d.size, d.std(ddof=1)
-    t_sum = stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)
-    mde = minimum_detectable_effect(d)
-    assert mde == pytest.approx(t_sum * sd / math.sqrt(n))
-    # The two-sided paired t-test at the MDE has ~80 % power (noncentral t, scipy.stats.nct).
-    crit, nc = stats.t.ppf(0.975, n - 1), mde * math.sqrt(n) / sd
-    assert stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) == pytest.approx(0.8, abs=0.01)
-    assert math.isnan(minimum_detectable_effect([0.1])) and minimum_detectable_effect([0.1, 0.1]) == 0.0
+def _interval(lo: float, hi: float, n: int = 4) -> st.DesignInterval:
+    """A holdout interval with the given bounds (estimate at their middle), for the rule's boundary cases."""
+    est = (lo + hi) / 2
+    return st.DesignInterval(design="holdout", method="components", estimate=est, se=max((hi - lo) / 4, 1e-12),
+                             df=3.0, lo=lo, hi=hi, confidence=0.95,
+                             components={"replicate": 1e-4, "image": 1e-4, "residual": 0.3},
+                             n_rows=n, n_folds=1, n_images=300, covers="test")
 
 
-DIFFS = [0.01, 0.03, -0.01, 0.02]
-
-
-@pytest.mark.parametrize("ci, label, winner", [
-    ((0.0, 0.05), "no detectable difference with 4 replicates", None),   # touches 0
-    ((-0.05, 0.0), "no detectable difference with 4 replicates", None),  # touches 0
-    ((-0.01, 0.03), "no detectable difference with 4 replicates", None),
-    ((1e-9, 0.05), "ResNet better", "ResNet"),
-    ((-0.05, -1e-9), "CNN better", "CNN"),
+@pytest.mark.parametrize("ci, label, winner, leans", [
+    ((0.0, 0.05), "not established at 95 %", None, "ResNet"),   # touches 0
+    ((-0.05, 0.0), "not established at 95 %", None, "CNN"),  # touches 0
+    ((-0.01, 0.03), "not established at 95 %", None, "ResNet"),
+    ((1e-9, 0.05), "ResNet better", "ResNet", "ResNet"),
+    ((-0.05, -1e-9), "CNN better", "CNN", "CNN"),
 ])
-def test_verdict_rule_at_its_boundaries(ci, label, winner):
-    v = comparison_verdict(*ci, DIFFS, name_a="CNN", name_b="ResNet")
-    assert (v["label"], v["winner"], v["n_replicates"]) == (label, winner, 4)
+def test_verdict_rule_at_its_boundaries(ci, label, winner, leans):
+    v = comparison_verdict(_interval(*ci), name_a="CNN", name_b="ResNet")
+    assert (v["label"], v["winner"], v["leans"], v["n_replicates"]) == (label, winner, leans, 4)
     assert v["rule"] == VERDICT_RULE and "touches 0" in VERDICT_RULE
-    assert v["mean_difference"] == pytest.approx(np.mean(DIFFS))
-    assert v["minimum_detectable_effect"] == pytest.approx(minimum_detectable_effect(DIFFS))
-    assert f"{v['minimum_detectable_effect']:.3f}" in v["sentence"]
+    assert v["mean_difference"] == pytest.approx(sum(ci) / 2)
+    assert f"{v['minimum_detectable_difference']:.3f}" in v["sentence"]
     assert ("includes 0" in v["sentence"]) == (winner is None)
+    assert (f"leans towards {leans}" in v["sentence"]) == (winner is None)
 
 
 def test_verdict_with_one_replicate_and_with_zero_spread():
-    one = comparison_verdict(-0.02, 0.04, [0.01])
-    assert one["label"] == "no detectable difference with 1 replicate"
-    assert math.isnan(one["minimum_detectable_effect"])
+    rng = np.random.default_rng(0)
+    one = compare_replicates(rng.random((1, 200)) < 0.7, rng.random((1, 200)) < 0.7, n_resamples=200)["verdict"]
+    assert one["label"] == "not established at 95 %" and math.isnan(one["minimum_detectable_difference"])
     assert "no estimate of training variance" in one["sentence"]
-    flat = comparison_verdict(0.01, 0.05, [0.03, 0.03, 0.03])
-    assert flat["label"] == "B better" and flat["minimum_detectable_effect"] == 0.0
-    assert "sd 0" in flat["sentence"]
-    assert "99 %" in comparison_verdict(-0.1, 0.1, DIFFS, confidence=0.99)["rule"]
+    same = np.zeros((3, 50), bool)
+    flat = compare_replicates(same, ~same, n_resamples=200)["verdict"]
+    assert flat["label"] == "B better" and flat["minimum_detectable_difference"] == 0.0
+    assert "do not vary" in flat["sentence"]
+    assert "99 %" in st.verdict_rule(0.99)
+
+
+def test_the_mde_is_the_verdicts_own_test_and_says_what_would_shrink_it():
+    """At the printed MDE the interval's own two-sided t-test has the stated power (noncentral t), and the
+    sentence names the floor the test images set and the cheaper way down."""
+    a, b = _replicates(r=5, n=300)
+    res = compare_replicates(a, b, n_resamples=200)
+    interval, v = res["interval"], res["verdict"]
+    crit = stats.t.ppf(0.975, interval["df"])
+    nc = v["minimum_detectable_difference"] / interval["se"]
+    assert stats.nct.sf(crit, interval["df"], nc) + stats.nct.cdf(-crit, interval["df"], nc) == \
+        pytest.approx(0.8, abs=1e-6)
+    assert 0 <= v["mde"]["floor"] <= v["minimum_detectable_difference"]
+    assert "would shrink it more" in v["sentence"]
 
 
 def test_compare_replicates_assembles_consistent_results():
@@ -395,6 +405,7 @@ def test_compare_replicates_assembles_consistent_results():
     assert res["bootstrap"]["levels"] == "both" and res["bootstrap_test_only"]["levels"] == "images"
     assert res["summary_a"]["mean"] == pytest.approx(a.mean())
     assert res["sign_count"] == sign_count(a.mean(1), b.mean(1)) and len(res["mcnemar"]) == 6
-    v = res["verdict"]
-    assert v == comparison_verdict(res["interval"]["ci_low"], res["interval"]["ci_high"], diffs,
-                                   name_a="CNN", name_b="ResNet")
+    design = design_interval(b.astype(int) - a.astype(int), "holdout")
+    assert (res["interval"]["ci_low"], res["interval"]["ci_high"]) == (design.lo, design.hi)
+    assert res["verdict"] == comparison_verdict(design, name_a="CNN", name_b="ResNet")
+    assert res["probability_of_improvement"] == improvement_probability(a.mean(1), b.mean(1))

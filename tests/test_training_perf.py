@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import stats
 
 from reslab import hardware
-from reslab.config import AugmentConfig, ConfigError, TrainConfig
+from reslab.config import AugmentConfig, ConfigError, TrainConfig, TrainingConfig
 from reslab.data import prepared
 from reslab.data.augment import BatchAugment, affine_grid, study_transforms
 from reslab.data.prepared import ImageArrays, load_prepared, prepare_split
@@ -24,6 +24,9 @@ from reslab.training import (ArrayLoader, DivergedError, Precision, default_thre
 from reslab.training import runtime
 
 CPU = torch.device("cpu")
+# one epoch's switches for train_one_epoch (bn_frozen off)
+EPOCH_CONFIG = TrainingConfig(model="resnet", model_args={}, image_size=32, seed=0, batch_size=16, lr=1e-3, epochs=1,
+                             patience=0)
 
 
 def arrays(n: int = 50, size: int = 16, classes: int = 4, seed: int = 0) -> ImageArrays:
@@ -304,9 +307,10 @@ def tiny_fit(precision: Precision, epochs: int, checkpoint: Path | None = None, 
     model = create_model("resnet", num_classes=4, image_size=32).to(
         memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format)
     data = arrays(48, size=32)
-    result = fit(model, ArrayLoader(data, 16, shuffle=True, seed=seed), ArrayLoader(data, 32, shuffle=False),
-                 epochs=epochs, lr=1e-3, patience=0, precision=precision, seed=seed,
-                 augment=BatchAugment(AugmentConfig()), checkpoint=checkpoint, progress=False, compile=compile)
+    config = TrainingConfig(model="resnet", model_args={}, image_size=32, seed=seed, batch_size=16, lr=1e-3,
+                            epochs=epochs, patience=0, augment=AugmentConfig(), compile=compile)
+    result = fit(model, (ArrayLoader(data, 16, shuffle=True, seed=seed), ArrayLoader(data, 32, shuffle=False)),
+                 config, precision=precision, checkpoint=checkpoint, progress=False)
     return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in result.history]
 
 
@@ -350,7 +354,8 @@ def test_fp16_trains_with_a_grad_scaler():
     model = create_model("resnet", num_classes=4, image_size=32).to(memory_format=torch.channels_last)
     before = [p.detach().clone() for p in model.parameters()]
     out = train_one_epoch(model, ArrayLoader(arrays(32, size=32), 16, shuffle=True),
-                          torch.optim.Adam(model.parameters(), 1e-3), resolve_precision("fp16", CPU), progress=False)
+                          torch.optim.Adam(model.parameters(), 1e-3), EPOCH_CONFIG, resolve_precision("fp16", CPU),
+                          progress=False)
     assert math.isfinite(out["loss"]) and 0 <= out["accuracy"] <= 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -362,7 +367,8 @@ def test_a_nan_loss_raises_diverged():
         model.head[-1].bias.fill_(float("nan"))
     with pytest.raises(DivergedError, match="nan"):
         train_one_epoch(model, ArrayLoader(arrays(32, size=32), 16, shuffle=True),
-                        torch.optim.Adam(model.parameters(), 1e-3), resolve_precision("fp32", CPU), progress=False)
+                        torch.optim.Adam(model.parameters(), 1e-3), EPOCH_CONFIG, resolve_precision("fp32", CPU),
+                        progress=False)
 
 
 # ----------------------------------------------------------------------------- decode once
@@ -394,6 +400,7 @@ def test_each_image_is_decoded_once_by_prepare_and_never_by_training(tmp_path, m
     (tmp_path / "prepared" / "classes.json").write_text('["c0", "c1", "c2"]')
     data = load_prepared(tmp_path / "prepared", "train")
     model = create_model("resnet", num_classes=3, image_size=32)
-    fit(model, ArrayLoader(data, 4, shuffle=True), ArrayLoader(data, 8, shuffle=False), epochs=1, lr=1e-3,
-        patience=0, precision=resolve_precision("auto", CPU), seed=0, augment=BatchAugment(AugmentConfig()),
-        progress=False)
+    config = TrainingConfig(model="resnet", model_args={}, image_size=32, seed=0, batch_size=4, lr=1e-3, epochs=1,
+                            patience=0, augment=AugmentConfig())
+    fit(model, (ArrayLoader(data, 4, shuffle=True), ArrayLoader(data, 8, shuffle=False)), config,
+        precision=resolve_precision("auto", CPU), progress=False)

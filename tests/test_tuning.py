@@ -1,120 +1,27 @@
-"""`reslab tune --role baseline|resnet`: config validation (per-role search spaces), the trial -> params mapping,
-the objective (the pipeline's val accuracy at its best-val-loss epoch), heartbeats and Optuna's private API, closing
-the MLflow runs of dead workers, and tiny real studies of both roles end to end.
-
-The studies run on a tiny prepared data set written straight into artifacts/prepared (three colour-coded classes,
-32 px) with the repository's own params.yaml shrunk by overrides, and an MLflow store in the test's tmp dir.
+"""`reslab tune --role baseline|resnet` without training: config validation (per-role search spaces), the trial ->
+params mapping, the objective (the pipeline's val accuracy at its best-val-loss epoch), heartbeats and Optuna's
+private API, and closing the MLflow runs of dead workers. The tiny real studies are in test_tuning_studies.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import optuna
 import pytest
-import yaml
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from ruamel.yaml import YAML
 
-from reslab import cli, tracking
-from reslab.config import ConfigError, Params, from_dict, load_params, read_params_file, set_dotted, with_overrides
+from conftest import REPO
+from reslab import tracking
+from reslab.config import (ConfigError, Params, from_dict, load_params, read_params_file, resolve, set_dotted,
+                           with_overrides)
 from reslab.models import create_model
 from reslab.tracking import sweep
-from reslab.training import DivergedError, FitResult, recipe_from_params
+from reslab.training import FitResult
 from reslab.tuning import _optuna_compat, objective, results, space, storage, study as studies
-
-REPO = Path(__file__).resolve().parents[1]
-EXPERIMENT = "tune-test"
-
-# Shrinks the real params.yaml: 32 px, one thread, 2-epoch, 4-trial studies (over small networks for the resnet).
-TINY = {
-    "data.image_size": 32,
-    "train.batch_size": 16,
-    "train.num_threads": 1,
-    "mlflow.experiment_name": EXPERIMENT,
-    "tune.n_trials": 4,
-    "tune.epochs": 2,
-    "tune.sampler_startup_trials": 2,
-    "tune.pruner_startup_trials": 1,
-    "tune.pruner_warmup_epochs": 0,
-    "tune.heartbeat_interval": 1,
-    "tune.search_space.resnet.depth": [1, 2],
-    "tune.search_space.resnet.width": [8, 16, 8],
-}
-
-
-def write_prepared(prepared: Path, sizes: dict[str, int], image_size: int = 32, seed: int = 0) -> None:
-    """A prepared data set in the prepare stage's format: a coloured square per class on noise."""
-    prepared.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    colours = np.array([[220, 30, 30], [30, 220, 30], [30, 30, 220]], np.float64)
-    lo, hi = image_size // 4, 3 * image_size // 4
-    for name, n in sizes.items():
-        labels = np.arange(n) % len(colours)
-        images = rng.normal(120, 50, (n, image_size, image_size, 3))
-        images[:, lo:hi, lo:hi] = 0.6 * colours[labels][:, None, None] + 0.4 * images[:, lo:hi, lo:hi]
-        np.save(prepared / f"{name}_images.npy", np.clip(images, 0, 255).astype(np.uint8))
-        np.save(prepared / f"{name}_labels.npy", labels.astype(np.int64))
-    (prepared / "classes.json").write_text(json.dumps(["red", "green", "blue"]))
-
-
-def write_params(path: Path, overrides: dict) -> None:
-    """The repository's params.yaml with dotted-key overrides, comments kept (round trip)."""
-    rt = YAML()
-    doc = rt.load((REPO / "params.yaml").read_text())
-    for key, value in overrides.items():
-        node = doc
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    with path.open("w") as f:
-        rt.dump(doc, f)
-
-
-def make_project(root: Path, data: bool = True, **overrides) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    write_params(root / "params.yaml", {**TINY, **overrides})
-    if data:
-        write_prepared(root / "artifacts" / "prepared", {"train": 60, "val": 30, "test": 30})
-    return root
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return make_project(tmp_path / "proj")
-
-
-def tune(root: Path, *argv: str) -> int:
-    """`reslab tune` in this process."""
-    return cli.main(["tune", "--root", str(root), "--no-progress", *argv])
-
-
-def load_study(root: Path, name: str = "reslab-resnet") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage.open_storage(None, root))
-
-
-def runs_by_trial(root: Path) -> tuple[list, dict[int, list]]:
-    """(parent runs, {trial number: child runs}) of the test experiment in this test's store (explicitly: an earlier
-    in-process `reslab tune` left MLflow's process-wide tracking URI pointing at its own store)."""
-    client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children: dict[int, list] = {}
-    for r in runs:
-        if "mlflow.parentRunId" in r.data.tags:
-            children.setdefault(int(r.data.tags["trial_number"]), []).append(r)
-    return parents, children
+from tuning_project import EXPERIMENT, runs_by_trial
 
 
 def repo_params(search_space: dict | None = None, role: str = "resnet", **overrides) -> Params:
@@ -249,10 +156,10 @@ def test_trial_params_become_the_stage_params():
     # The trial trains with the training stage's recipe of those params (tune.epochs null: the pipeline's cap and
     # early stopping).
     obj = objective.Objective(params, cfg, "resnet", dims, None, None, precision=None)
-    assert obj.recipe(overrides) == recipe_from_params(trial_params, "resnet")
-    assert (obj.recipe(overrides).epochs, obj.recipe(overrides).patience) == \
+    assert obj.config(overrides) == resolve(trial_params, "resnet")
+    assert (obj.config(overrides).epochs, obj.config(overrides).patience) == \
         (params.train.epochs, params.train.patience)
-    create_model(obj.recipe(overrides).model, num_classes=3, image_size=32, **obj.recipe(overrides).model_args)
+    create_model(obj.config(overrides).model, num_classes=3, image_size=32, **obj.config(overrides).model_args)
 
 
 def test_a_smaller_tune_epochs_caps_the_pipelines_budget():
@@ -262,13 +169,13 @@ def test_a_smaller_tune_epochs_caps_the_pipelines_budget():
     assert (base.train.epochs, base.train.min_epochs, base.train.patience) == (4, 4, 3)
     assert dataclasses.replace(base, train=params.train) == params  # nothing else changes
     obj = objective.Objective(params, cfg, "baseline", dims, None, None, precision=None)
-    assert obj.recipe({}).epochs == 4
+    assert obj.config({}).epochs == 4
 
 
 def test_a_roles_augment_magnitude_reaches_its_recipe_only():
     params = with_overrides(repo_params(), {"train_baseline.augment_magnitude": 0.25})
-    assert recipe_from_params(params, "baseline").augment.magnitude == 0.25
-    assert recipe_from_params(params, "resnet").augment == params.augment
+    assert resolve(params, "baseline").augment.magnitude == 0.25
+    assert resolve(params, "resnet").augment == params.augment
 
 
 def test_model_args_keys_are_searched_and_checked_by_building_the_model():
@@ -400,312 +307,47 @@ def test_journal_heartbeat_fails_and_requeues_a_silent_trial(tmp_path):
     assert popped.number == 2 and popped._trial_id not in journal._get_stale_trial_ids(study._study_id)
 
 
-def test_dead_workers_leave_no_running_mlflow_runs(project, monkeypatch):
+def in_another_worker(start_trial, trial) -> str:
+    """`start_trial` for `trial` in a thread standing for another worker: the real run is created and activated
+    there and stays RUNNING in the store, as a worker's run does until the worker ends it or dies (MLflow's active
+    run is per thread, so this thread's own stays free); returns the run id."""
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(start_trial, trial.number, trial.params, {}).result()
+
+
+def test_dead_workers_leave_no_running_mlflow_runs(study_project):
     """Issue 11 point 6: a worker killed after creating its trial's MLflow run leaves the run RUNNING; the stale
     check closes it even when the kill came before the run id was recorded in the trial, and the next
     `reslab tune` closes the runs of trials that were failed without closing theirs."""
-    params = load_params(project / "params.yaml")
+    params = load_params(study_project / "params.yaml")
     cfg = dataclasses.replace(space.tune_config(params, "resnet")[0], heartbeat_interval=1, grace_period=1)
-    experiment_id = tracking.setup(project, EXPERIMENT)
-    journal = storage.open_storage(None, project, cfg)
+    experiment_id = tracking.setup(study_project, EXPERIMENT)
+    journal = storage.open_storage(None, study_project, cfg)
     study = studies.open_study(journal, params, cfg, "resnet")
-    parent = sweep.ensure_parent_run(study, project, experiment_id, cfg, "resnet", "journal")
-    tracker = sweep.MlflowTrialTracker(project, experiment_id, parent, cfg.study_name, "resnet")
+    parent = sweep.ensure_parent_run(study, study_project, experiment_id, cfg, "resnet", "journal")
+    tracker = sweep.MlflowTrialTracker(study_project, experiment_id, parent, cfg.study_name, "resnet")
     journal.heartbeat_stale_trial_callback = storage.StaleTrialRetry(
         cfg.max_retry, on_stale=lambda t: tracker.fail_stale(t.number, t.user_attrs.get(objective.RUN_ID_ATTR)))
-    monkeypatch.setattr(sweep.mlflow, "start_run", lambda **kwargs: None)  # runs are created, never activated here
 
     killed = study.ask({"depth": optuna.distributions.IntDistribution(1, 3)})
-    tracker.start_trial(killed.number, killed.params, {})  # killed now: no run id in the trial, no heartbeat
+    in_another_worker(tracker.start_trial, killed)  # killed now: no run id in the trial, no heartbeat
     time.sleep(2.2)  # > grace_period
     alive = study.ask({"depth": optuna.distributions.IntDistribution(1, 3)})
-    alive_run = tracker.start_trial(alive.number, alive.params, {})
+    alive_run = in_another_worker(tracker.start_trial, alive)  # asked after the sleep: not stale
     failed_elsewhere = study.ask({"depth": optuna.distributions.IntDistribution(1, 3)})
-    tracker.start_trial(failed_elsewhere.number, failed_elsewhere.params, {})
+    in_another_worker(tracker.start_trial, failed_elsewhere)
     study.tell(failed_elsewhere, state=TrialState.FAIL)
 
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
         optuna.storages.fail_stale_trials(study)
     assert study.trials[killed.number].state == TrialState.FAIL
-    _, children = runs_by_trial(project)
+    _, children = runs_by_trial(study_project)
     (run,) = children[killed.number]
     assert run.info.status == "FAILED" and run.data.tags["state"] == "FAIL" and "heartbeats" in run.data.tags["failure"]
     assert children[failed_elsewhere.number][0].info.status == "RUNNING"  # not stale: its trial is not RUNNING
 
     assert len(tracker.close_orphans(study)) == 1
-    _, children = runs_by_trial(project)
+    _, children = runs_by_trial(study_project)
     assert children[failed_elsewhere.number][0].info.status == "FAILED"
     (run,) = children[alive.number]
     assert run.info.run_id == alive_run and run.info.status == "RUNNING"  # a live trial's run is left alone
-
-
-# ----------------------------------------------------------------------------- studies end to end
-
-
-def test_missing_prepared_data_says_to_run_prepare(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    root = make_project(tmp_path / "proj", data=False)
-    assert tune(root) == 2
-    assert "dvc repro prepare" in capsys.readouterr().err
-
-
-class PruneTrialOne(optuna.pruners.BasePruner):
-    """Prunes trial 1 at its first report, so the PRUNED path is exercised deterministically."""
-
-    def prune(self, study, trial) -> bool:
-        return trial.number == 1
-
-
-@pytest.fixture
-def prepared_opens():
-    """Names of the files under artifacts/prepared that this process opens while the fixture is active."""
-    opened: list[str] = []
-    active = [True]
-
-    def hook(event, args):
-        if active[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-            path = Path(os.fsdecode(args[0]))
-            if path.parent.name == "prepared":
-                opened.append(path.name)
-
-    sys.addaudithook(hook)  # hooks cannot be removed: deactivate instead
-    yield opened
-    active[0] = False
-
-
-def test_tiny_study(project, monkeypatch, prepared_opens):
-    monkeypatch.setattr(studies, "make_pruner", lambda cfg: PruneTrialOne())
-    assert tune(project) == 0
-    # The hook sees the splits tuning reads (so it sees opens at all), and never the test split.
-    assert {"train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy"} <= set(prepared_opens)
-    assert [name for name in prepared_opens if name.startswith("test_")] == [], "tuning opened the test split"
-
-    study = load_study(project)
-    states = [t.state for t in study.get_trials()]
-    assert len(states) == 4 and states[1] == TrialState.PRUNED
-    assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
-    assert len(study.trials[1].intermediate_values) == 1  # stopped after its first epoch
-    assert all(len(t.intermediate_values) == 2 for t in study.trials if t.state == TrialState.COMPLETE)
-
-    parents, children = runs_by_trial(project)
-    assert len(parents) == 1
-    parent = parents[0]
-    assert study.user_attrs[sweep.PARENT_RUN_ATTR] == parent.info.run_id
-    assert sorted(children) == [0, 1, 2, 3] and all(len(runs) == 1 for runs in children.values())
-    client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
-    for number, (run,) in children.items():
-        trial = study.trials[number]
-        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.data.tags["state"] == trial.state.name and run.data.tags["study_name"] == "reslab-resnet"
-        assert run.data.tags["role"] == "resnet"
-        assert run.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[trial.state.name]
-        assert run.data.params["train_resnet.lr"] == str(trial.params["train_resnet.lr"])
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
-        assert steps == sorted(trial.intermediate_values)  # per-epoch curve, step = epoch
-    assert parent.info.status == "FINISHED" and parent.data.tags["role"] == "resnet"
-    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(study.best_value)
-    figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
-    assert {"figures/optimization_history.png", "figures/intermediate_values.png"} <= figures
-
-    best = yaml.safe_load((project / "tuning" / "best_params_resnet.yaml").read_text())
-    assert best["trial_number"] == study.best_trial.number and best["val_accuracy"] == study.best_value
-    assert best["params"] == study.best_trial.user_attrs["overrides"]
-
-    # Run again: the study is complete, nothing more is trained.
-    assert tune(project) == 0
-    assert len(load_study(project).trials) == 4 and len(runs_by_trial(project)[0]) == 1
-
-    # --apply: the best trial into train_resnet of params.yaml, comments kept, and the file still valid.
-    before = load_params(project / "params.yaml")
-    assert tune(project, "--apply") == 0
-    params = load_params(project / "params.yaml")
-    overrides = study.best_trial.user_attrs["overrides"]
-    assert params.train_resnet.model_args == {"depths": overrides["train_resnet.model_args.depths"],
-                                              "widths": overrides["train_resnet.model_args.widths"]}
-    assert params.train_resnet.lr == overrides["train_resnet.lr"]
-    assert params.train_resnet.augment_magnitude == overrides["train_resnet.augment_magnitude"]
-    assert dataclasses.replace(params, train_resnet=before.train_resnet) == before  # nothing else changed
-    text = (project / "params.yaml").read_text()
-    assert "`reslab tune --apply` writes here" in text and "# the study's plain CNN" in text
-    assert "lr: null" in text  # train_baseline.lr untouched, still explicit
-
-
-def test_baseline_study_tunes_and_applies_only_train_baseline(project, capsys):
-    assert tune(project, "--role", "baseline", "--n-trials", "2") == 0
-    journal = storage.open_storage(None, project)
-    assert optuna.get_all_study_names(journal) == ["reslab-baseline"]  # the resnet's study is another one
-    study = load_study(project, "reslab-baseline")
-    assert len(study.trials) == 2 and {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
-    assert study.user_attrs[studies.SIGNATURE_ATTR]["role"] == "baseline"
-    for trial in study.trials:
-        assert set(trial.params) == {"train_baseline.augment_magnitude", "train_baseline.lr"}
-        assert set(trial.user_attrs["overrides"]) == set(trial.params)
-
-    # The value is the val accuracy of the epoch the training stage keeps (its lowest val loss), read back from
-    # the trial's logged history: not the maximum over epochs.
-    parents, children = runs_by_trial(project)
-    assert [p.data.tags["role"] for p in parents] == ["baseline"]
-    assert parents[0].info.run_name == "reslab-baseline"
-    client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
-    for trial in study.trials:
-        (run,) = children[trial.number]
-        assert run.data.tags["role"] == "baseline"
-        history = {m: {h.step: h.value for h in client.get_metric_history(run.info.run_id, m)}
-                   for m in ("val_loss", "val_accuracy")}
-        kept = min(sorted(history["val_loss"]), key=history["val_loss"].get)
-        assert run.data.metrics["best_epoch"] == kept
-        if trial.state == TrialState.COMPLETE:
-            assert trial.value == pytest.approx(history["val_accuracy"][kept])
-
-    before = load_params(project / "params.yaml")
-    assert tune(project, "--role", "baseline", "--apply") == 0
-    assert "dvc exp run -S '++train_baseline." in capsys.readouterr().out
-    params = load_params(project / "params.yaml")
-    best = study.best_trial.params
-    assert (params.train_baseline.lr, params.train_baseline.augment_magnitude) == \
-        (best["train_baseline.lr"], best["train_baseline.augment_magnitude"])
-    assert dataclasses.replace(params, train_baseline=before.train_baseline) == before  # only train_baseline
-    assert yaml.safe_load((project / "tuning" / "best_params_baseline.yaml").read_text())["role"] == "baseline"
-    # The resnet has no study yet: its --apply is independent and says so.
-    assert tune(project, "--role", "resnet", "--apply") == 2
-    assert "no study 'reslab-resnet'" in capsys.readouterr().err
-
-
-def test_apply_refuses_a_study_without_the_role(project, capsys):
-    """A study from before per-role tuning (its best params reach outside train_resnet) is not applied."""
-    study = optuna.create_study(storage=storage.open_storage(None, project), study_name="reslab-resnet",
-                                direction="maximize")
-    study.add_trial(optuna.create_trial(value=0.9, params={"augment.magnitude": 0.5},
-                                        distributions={"augment.magnitude": optuna.distributions.FloatDistribution(
-                                            0.0, 1.5)},
-                                        user_attrs={"overrides": {"augment.magnitude": 0.5}}))
-    before = (project / "params.yaml").read_text()
-    assert tune(project, "--apply") == 2
-    assert "tuned no model role (an older study), not the resnet model" in capsys.readouterr().err
-    assert (project / "params.yaml").read_text() == before
-
-
-def failing_on_call(n: int, exc: BaseException):
-    """train_trial that raises `exc` on its n-th call (1-based) and trains normally otherwise."""
-    real = objective.train_trial
-    calls = [0]
-
-    def train_trial(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == n:
-            raise exc
-        return real(*args, **kwargs)
-
-    return train_trial
-
-
-def test_diverged_trial_fails_alone(project, monkeypatch):
-    monkeypatch.setattr(objective, "train_trial", failing_on_call(2, DivergedError("loss became nan at batch 0")))
-    assert tune(project, "--n-trials", "3") == 0
-    study = load_study(project)
-    assert [t.state for t in study.trials][1] == TrialState.FAIL
-    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials) == 3
-    _, children = runs_by_trial(project)
-    (failed,) = children[1]
-    assert failed.info.status == "FAILED" and failed.data.tags["state"] == "FAIL"
-    assert "DivergedError" in failed.data.tags["failure"]
-
-
-def test_a_sweep_where_every_trial_fails_stops(project, monkeypatch, capsys):
-    def diverging(*args, **kwargs):
-        raise DivergedError("loss became nan at batch 0")
-
-    monkeypatch.setattr(objective, "train_trial", diverging)
-    assert tune(project) == 1
-    assert "trials of this worker failed" in capsys.readouterr().err
-    states = [t.state for t in load_study(project).trials]
-    assert states == [TrialState.FAIL] * objective.MAX_FAILURES_IN_A_ROW
-
-
-def test_interrupted_study_resumes_to_n_trials(project, monkeypatch, capsys):
-    real = objective.train_trial
-    monkeypatch.setattr(objective, "train_trial", failing_on_call(2, KeyboardInterrupt()))
-    assert tune(project) == 130
-    assert "Run the same `reslab tune` to continue" in capsys.readouterr().err
-    study = load_study(project)
-    assert [t.state for t in study.trials] == [study.trials[0].state, TrialState.FAIL, TrialState.WAITING]
-    interrupted = study.trials[1]
-    parents, children = runs_by_trial(project)
-    assert parents[0].info.status == "KILLED"
-    assert children[1][0].info.status == "KILLED" and children[1][0].data.tags["interrupted"] == "true"
-
-    monkeypatch.setattr(objective, "train_trial", real)
-    assert tune(project) == 0
-    study = load_study(project)
-    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == 4 and len(study.trials) == 5
-    assert study.trials[2].params == interrupted.params  # the interrupted configuration ran first
-    parents, children = runs_by_trial(project)
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert sorted(children) == list(range(5)) and all(len(r) == 1 for r in children.values())
-
-
-# ----------------------------------------------------------------------------- several processes
-
-
-def run_reslab(root: Path, *argv: str, env: dict, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "reslab.cli", "tune", "--no-progress", *argv], cwd=root,
-                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            **kwargs)
-
-
-@pytest.mark.slow
-def test_two_workers_share_one_study(tmp_path, monkeypatch):
-    # Heartbeats every 5 s: a busy CI machine must not make a live worker's trial look dead.
-    root = make_project(tmp_path / "proj", **{"tune.n_trials": 6, "tune.heartbeat_interval": 5})
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    proc = run_reslab(root, "--workers", "2", env={})
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    study = load_study(root)
-    numbers = [t.number for t in study.trials]
-    assert numbers == list(range(len(numbers)))  # no trial lost
-    assert [t.state.name for t in study.trials if t.state not in (TrialState.COMPLETE, TrialState.PRUNED)] == [], out
-    assert 6 <= len(numbers) <= 7, out  # two workers asking at the same instant may add one
-    parents, children = runs_by_trial(root)
-    assert len(parents) == 1
-    runs_per_trial = {n: len(children.get(n, [])) for n in sorted(set(children) | set(numbers))}
-    assert runs_per_trial == {n: 1 for n in numbers}, out  # none run twice, none without its run
-    assert all(storage.HEARTBEAT_ATTR in t.system_attrs for t in study.trials)  # every trial beat while it ran
-    assert len({t.user_attrs["mlflow_run_id"] for t in study.trials}) == len(numbers)
-
-
-@pytest.mark.slow
-def test_killed_worker_trial_is_failed_and_retried(tmp_path, monkeypatch):
-    # Long trials (30 epochs) so the worker is surely mid-trial when it is killed.
-    root = make_project(tmp_path / "proj", **{"tune.n_trials": 1, "tune.epochs": 30})
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    proc = run_reslab(root, env={}, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else "timeout"
-            try:
-                trials = load_study(root).trials
-            except KeyError:  # not created yet
-                trials = []
-            if trials and trials[0].state == TrialState.RUNNING and "mlflow_run_id" in trials[0].user_attrs \
-                    and trials[0].intermediate_values:
-                break
-            time.sleep(0.3)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
-    assert load_study(root).trials[0].state == TrialState.RUNNING  # what a dead worker leaves behind
-    time.sleep(2.5)  # > grace_period (2 x heartbeat_interval = 2 s)
-
-    assert tune(root) == 0
-    study = load_study(root)
-    dead, retry = study.trials
-    assert dead.state == TrialState.FAIL
-    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
-    assert retry.system_attrs["failed_trial"] == 0
-    _, children = runs_by_trial(root)
-    assert children[0][0].info.status == "FAILED" and children[0][0].data.tags["state"] == "FAIL"
-    assert children[1][0].data.tags["retry_of_trial"] == "0"
-    assert [r.info.status for runs in children.values() for r in runs if r.info.status == "RUNNING"] == []

@@ -1,7 +1,7 @@
 """`reslab` command: the subcommands that DVC stages call, plus data generation, prediction and sweeps.
 
 Stage names in dvc.yaml, subcommands here and modules in reslab.stages agree: `reslab filter` runs
-reslab.stages.filter.main, and so on; `reslab depth-study STAGE` runs reslab.depth_study.stages.STAGE, a stage of
+reslab.stages.filter.main, and so on; `reslab depth-study STAGE` runs reslab.stages.depth_STAGE.main, a stage of
 studies/depth/dvc.yaml.
 """
 from __future__ import annotations
@@ -118,14 +118,18 @@ def run_depth_study(args: argparse.Namespace) -> int:
         print(f"profile {args.name}: {len(changes)} key(s) changed in {params}" if changes else
               f"profile {args.name}: {params} already has its values")
         return 0
-    from .depth_study import stages
-
     if args.study_command == "prepare":
-        stages.prepare(root, params)
+        from .stages import depth_prepare as stage
+
+        stage.main(root, params)
     elif args.study_command == "train":
-        stages.train(root, params, args.family, args.depth, args.seed, progress=args.progress)
+        from .stages import depth_train as stage
+
+        stage.main(root, params, args.family, args.depth, args.seed, progress=args.progress)
     elif args.study_command == "report":
-        stages.report(root, params)
+        from .stages import depth_report as stage
+
+        stage.main(root, params)
     return 0
 
 
@@ -184,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
     from .data.errors import DataError
+    from .errors import TrackingServerError
 
     try:
         return run(args)
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, DataError, TrackingServerError, FileNotFoundError, ValueError) as e:
         if os.environ.get("RESLAB_DEBUG"):
             raise
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)

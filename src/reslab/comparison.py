@@ -2,9 +2,9 @@
 
 Pure functions on arrays and dicts; the evaluate stage reads the files, calls `compare`, and writes the results.
 Replicate k of both models shares its training seed (and the split), so the two models are compared pairwise per
-replicate, and the headline interval covers training variance as well as test-set sampling (Bouthillier et al.,
-"Accounting for Variance in Machine Learning Benchmarks", MLSys 2021; Agarwal et al., "Deep RL at the Edge of the
-Statistical Precipice", NeurIPS 2021).
+replicate, and the headline interval, from the design's variance model (statistics.design), covers training
+variance as well as test-set sampling (Bouthillier et al., "Accounting for Variance in Machine Learning Benchmarks",
+MLSys 2021; Agarwal et al., "Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021).
 """
 from __future__ import annotations
 
@@ -147,15 +147,18 @@ def metrics_summary(result: dict) -> dict:
                      "per_replicate": {str(r["seed"]): {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
                                                         "loss": r["loss"]} for r in m["replicates"]}}
     boot, poi, signs, interval = c["bootstrap"], c["probability_of_improvement"], c["sign_count"], c["interval"]
+    verdict = c["verdict"]
     out["comparison"] = {
-        "accuracy_diff_resnet_minus_baseline": interval["diff"], "ci_low": interval["ci_low"],
-        "ci_high": interval["ci_high"], "bootstrap_ci_low": boot["ci_low"], "bootstrap_ci_high": boot["ci_high"],
-        "test_only_ci_low": c["bootstrap_test_only"]["ci_low"], "test_only_ci_high": c["bootstrap_test_only"]["ci_high"],
+        "verdict": verdict["label"], "accuracy_diff_resnet_minus_baseline": interval["diff"],
+        "ci_low": interval["ci_low"], "ci_high": interval["ci_high"], "se": interval["se"], "df": interval["df"],
+        "design": interval["design"], "minimum_detectable_difference": verdict["minimum_detectable_difference"],
+        "mde_floor": verdict["mde"].get("floor"),
         "probability_of_improvement": poi["probability"], "probability_ci_low": poi["ci_low"],
-        "probability_ci_high": poi["ci_high"], "resnet_better_in": signs["n_b_better"],
-        "baseline_better_in": signs["n_a_better"], "ties": signs["n_ties"],
-        "minimum_detectable_difference": c["verdict"]["minimum_detectable_effect"],
-        "verdict": c["verdict"]["label"], "confidence": boot["confidence"], "n_resamples": boot["n_resamples"]}
+        "probability_ci_high": poi["ci_high"], "probability_p_value": poi["p_value"],
+        "resnet_better_in": signs["n_b_better"], "baseline_better_in": signs["n_a_better"], "ties": signs["n_ties"],
+        "bootstrap_ci_low": boot["ci_low"], "bootstrap_ci_high": boot["ci_high"],
+        "test_only_ci_low": c["bootstrap_test_only"]["ci_low"], "test_only_ci_high": c["bootstrap_test_only"]["ci_high"],
+        "confidence": interval["confidence"], "n_resamples": boot["n_resamples"]}
     ch = result["champion"]
     out["champion"] = {"role": ch["role"], "seed": ch["seed"]}
     return _clean(out)
@@ -175,7 +178,7 @@ def comparison_markdown(result: dict, promoted: str) -> str:
         promoted: one line on what happened to the @champion alias (promoted, or why not).
     """
     c, models = result["comparison"], result["models"]
-    n, pct = c["n_replicates"], c["bootstrap"]["confidence"] * 100
+    n, pct = c["n_replicates"], c["interval"]["confidence"] * 100
     boot, poi, signs, verdict = c["bootstrap"], c["probability_of_improvement"], c["sign_count"], c["verdict"]
     interval = c["interval"]
     lines = ["# Plain CNN vs ResNet on the held-out test split, over training seeds", "",
@@ -184,31 +187,46 @@ def comparison_markdown(result: dict, promoted: str) -> str:
              f"champion). Replicates: {n} training seeds ({', '.join(map(str, result['seeds']))}); replicate k of "
              "both models shares its seed and the split.", "",
              "## Each model over its replicates", "",
-             f"| role | model | test accuracy, mean ± sd | {pct:.0f} % CI of the mean (t) | macro-F1 | test loss | "
-             "val accuracy | epochs | ended by the cap |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+             f"The mean's interval (t over the seeds) covers training variance on these test images; a single run's "
+             f"Wilson interval covers the sampling of the test images for one seed.", "",
+             f"| role | model | test accuracy, mean ± sd | {pct:.0f} % CI of the mean over seeds (t) | one run's "
+             f"{pct:.0f} % Wilson CI (mean bounds) | macro-F1 | test loss | val accuracy | epochs | ended by the cap |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for role, m in models.items():
         s = m["summary"]
         sd = s["accuracy"]["sd"]
         sd_text = f" ± {sd:.4f}" if sd is not None and math.isfinite(sd) else ""
+        wilson = (float(np.mean([r["accuracy_ci_low"] for r in m["replicates"]])),
+                  float(np.mean([r["accuracy_ci_high"] for r in m["replicates"]])))
         lines.append(f"| {role} | {m['model']} | {s['accuracy']['mean']:.4f}{sd_text} | {_ci(s['accuracy'])} | "
-                     f"{s['macro_f1']['mean']:.4f} | {s['loss']['mean']:.4f} | {s['val_accuracy']['mean']:.4f} | "
-                     f"{s['epochs_trained']['mean']:.1f} | {m['cap_bound']} of {n} |")
+                     f"[{wilson[0]:.4f}, {wilson[1]:.4f}] | {s['macro_f1']['mean']:.4f} | {s['loss']['mean']:.4f} | "
+                     f"{s['val_accuracy']['mean']:.4f} | {s['epochs_trained']['mean']:.1f} | {m['cap_bound']} of {n} |")
+    comps = interval["components"]
+    parts = ", ".join(f"{name} {value:.2e}" for name, value in comps.items() if math.isfinite(value))
+    df = interval["df"]
     lines += ["", "## ResNet − CNN", "",
               f"- mean paired difference in test accuracy: **{interval['diff']:+.4f}**, {pct:.0f} % CI "
-              f"[{interval['ci_low']:+.4f}, {interval['ci_high']:+.4f}] (covers {interval['covers']}; the verdict "
-              "reads this interval)",
-              f"- for contrast: test-set sampling alone [{c['bootstrap_test_only']['ci_low']:+.4f}, "
-              f"{c['bootstrap_test_only']['ci_high']:+.4f}]; a two-level bootstrap over replicates and test images "
-              f"[{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] ({boot['n_resamples']} resamples; too narrow with "
-              "few replicates, so not used for the verdict)",
-              f"- probability of improvement P(ResNet > CNN): {poi['probability']:.2f}, {pct:.0f} % CI "
-              f"[{poi['ci_low']:.2f}, {poi['ci_high']:.2f}]",
+              f"[{interval['ci_low']:+.4f}, {interval['ci_high']:+.4f}] (se {interval['se']:.4f}, "
+              f"{df:.1f} df; covers {interval['covers']}; the verdict reads this interval)",
+              f"- its variance model ({interval['design']}): per-cell components {parts or 'n/a'} "
+              "(replicate: training; image: the model × image effect of the test images; residual: per-image "
+              "noise)",
+              f"- probability of improvement P(ResNet > CNN) over the replicates: {poi['probability']:.2f}, "
+              f"{pct:.0f} % CI [{poi['ci_low']:.2f}, {poi['ci_high']:.2f}] (Newcombe), Mann-Whitney p "
+              f"{poi['p_value']:.3g} ({poi['p_method']}); conditional on these test images",
               f"- the ResNet was better in {signs['n_b_better']} of {signs['n']} replicates, the CNN in "
               f"{signs['n_a_better']}, ties {signs['n_ties']}"]
-    mde = verdict["minimum_detectable_effect"]
-    if mde is not None and math.isfinite(mde):
-        lines.append(f"- smallest difference {n} replicates could detect (80 % power): {mde:.4f}")
+    mde = verdict["mde"]
+    if math.isfinite(mde["now"]):
+        floor = mde.get("floor", math.nan)
+        lines.append(f"- smallest difference this design could detect (80 % power): {mde['now']:.4f}"
+                     + (f"; floor set by the {result['n_test']} test images: {floor:.4f}" if math.isfinite(floor)
+                        else ""))
+    lines.append(f"- for contrast, neither read by the verdict: test-set sampling alone (bootstrap over images) "
+                 f"[{c['bootstrap_test_only']['ci_low']:+.4f}, {c['bootstrap_test_only']['ci_high']:+.4f}]; a "
+                 f"two-level bootstrap over replicates and images [{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}] "
+                 f"({boot['n_resamples']} resamples; it counts per-image noise twice and is too narrow with few "
+                 "replicates, so it is miscalibrated both ways)")
     lines += ["", f"Rule: {verdict['rule']}", "",
               "## Per replicate", "",
               "| seed | CNN test acc | ResNet test acc | ResNet − CNN | McNemar p | CNN epochs (best, ended by) | "

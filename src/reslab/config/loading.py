@@ -9,7 +9,8 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from .sections import PARAMS_FILE, ConfigError, Params, _check_ranges
+from .resolve import check_recipe
+from .sections import PARAMS_FILE, ConfigError, Params, Section
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
@@ -90,7 +91,10 @@ def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
         raise ConfigError(f"unknown key {dotted}; valid keys{' of ' + prefix if prefix else ''}: {', '.join(fields)}")
     values = {name: _coerce(raw[name], hints[name], f"{prefix}.{name}" if prefix else name) for name in raw}
     obj = cls(**values)
-    _check_ranges(obj, prefix)
+    if isinstance(obj, Section):
+        obj.check(prefix)
+    if isinstance(obj, Params):
+        check_recipe(obj)  # across sections, on the values each role resolves to
     return obj
 
 

@@ -1,75 +1,80 @@
-"""The sections of params.yaml, one frozen dataclass each, and the value checks that types cannot express."""
+"""The sections of params.yaml, one frozen dataclass each; every section checks its own bounds (`violations`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from ..layout import ROLES
+from .presets import RECIPES
 
 PARAMS_FILE = "params.yaml"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision; see training.resolve_precision
 AUGMENT_RANGES = ("rotation", "shift", "shear", "zoom", "brightness")  # AugmentConfig's ranges, scaled by magnitude
 MAX_MAGNITUDE = 3.0  # augment.magnitude: 1 = the study's ranges
 PRUNERS = ("median", "percentile", "hyperband", "none")
-RECIPES = ("fair", "original")  # train.recipe
 INITS = ("torch", "keras")  # train.init: PyTorch's layer defaults, or Keras' (glorot_uniform kernels, zero biases)
 INTERPOLATIONS = ("bilinear", "nearest")  # data.interpolation: prepare's resize
 
-# What `train.recipe: original` sets: the study's own Keras notebook (shared/reference/README.md, "What the notebook
-# does that reslab does not"; shared/reference/seed_notebook.py), shared by both roles and then per role. Each value
-# applies where its key is left null; `train.precision: auto` counts as unset. Keras' constants in PyTorch's terms:
-# BatchNormalization(momentum=0.99) keeps 0.99 of the running value, i.e. PyTorch momentum 0.01; Adam's epsilon
-# 1e-7 (Keras adds it to sqrt(v) before the bias correction, PyTorch after: the same value once 0.999**t is small).
-ORIGINAL_RECIPE: dict[str, dict[str, Any]] = {
-    "shared": {"init": "keras", "adam_eps": 1e-7, "bn_momentum": 0.01, "bn_eps": 1e-3, "precision": "fp32",
-               "interpolation": "nearest"},
-    # EarlyStopping(patience=3) on val_loss without restore_best_weights, model.fit(epochs=50), no augmentation
-    "baseline": {"augment": False, "epochs": 50, "patience": 3, "min_epochs": 0, "restore_best": False,
-                 "bn_frozen": False},
-    # a fixed 40-epoch GradientTape loop (no early stopping, last weights) calling model(x) without training=True,
-    # so BatchNormalization runs in inference mode throughout; the augmented generator
-    "resnet": {"augment": True, "epochs": 40, "patience": 0, "min_epochs": 0, "restore_best": False,
-               "bn_frozen": True},
-}
-# What `train.recipe: fair` sets where a switch is null: reslab's own choices (PyTorch's Adam epsilon; bn_* None
-# leaves the constants the model was built with). Its budget is the shared train.epochs / patience / min_epochs.
-FAIR_RECIPE: dict[str, Any] = {"adam_eps": 1e-8, "bn_momentum": None, "bn_eps": None,
-                               "interpolation": "bilinear", "restore_best": True, "bn_frozen": False}
-# fair's initialisation, per role, each model's better one on validation (README, "Parity"): PyTorch's layer defaults
-# draw U(+-1/sqrt(fan_in)), a third of glorot's variance, and the plain CNN, with no BatchNorm to rescale its
-# activations, trains worse from them (10 seeds, 32 px: 0.919 -> 0.944 val accuracy with glorot); the ResNet, with
-# BatchNorm, trains worse from glorot (0.889 -> 0.860).
-FAIR_INIT: dict[str, str] = {"baseline": "keras", "resnet": "torch"}
-SHARED_SWITCHES = ("init", "adam_eps", "bn_momentum", "bn_eps")  # train.<key>: null = the recipe's
-ROLE_SWITCHES = ("epochs", "patience", "min_epochs", "restore_best", "bn_frozen")  # train_<role>.<key>: likewise
-BUDGET_KEYS = ("epochs", "patience", "min_epochs")  # train.<key>: the fair recipe's budget, replaced by `original`
+Violation = tuple[str, Any, str]  # (key within the section, its value, what would be accepted)
 
 
 class ConfigError(ValueError):
     """A params file or override that cannot be accepted; the message names the key at fault."""
 
 
+class Section:
+    """A params section: `violations` yields the values its types allow but its bounds do not; `check` raises the
+    first as a ConfigError naming the dotted key (`config.from_dict` calls it for every section it builds)."""
+
+    def violations(self) -> Iterator[Violation]:
+        return iter(())
+
+    def check(self, prefix: str) -> None:
+        for name, value, accepted in self.violations():
+            raise ConfigError(f"{prefix}.{name}: {value!r} is out of range; accepted: {accepted}")
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     image_size: int = 32  # px, square; 128 reproduces the study
     interpolation: Literal[INTERPOLATIONS] | None = None  # prepare's resize; None = the recipe's (fair: bilinear)
 
+    def violations(self) -> Iterator[Violation]:
+        if not 16 <= self.image_size <= 1024:
+            yield "image_size", self.image_size, "an integer from 16 to 1024 (the ResNet stem needs at least 16 px)"
+
 
 @dataclass(frozen=True)
-class FilterConfig:
+class FilterConfig(Section):
     min_images_per_class: int = 100  # the study kept classes with more than 100 images
     min_image_size: int = 8  # px; an image narrower or shorter than this is skipped as carrying no information
 
+    def violations(self) -> Iterator[Violation]:
+        if self.min_images_per_class < 1:
+            yield "min_images_per_class", self.min_images_per_class, "an integer >= 1"
+        if self.min_image_size < 1:
+            yield "min_image_size", self.min_image_size, "an integer >= 1 (px)"
+
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(Section):
     val_fraction: float = 0.2
     test_fraction: float = 0.15
     test_per_class: int | None = None  # e.g. 50 as in the study; overrides test_fraction when set
 
+    def violations(self) -> Iterator[Violation]:
+        if not 0 < self.val_fraction < 1:
+            yield "val_fraction", self.val_fraction, "a number strictly between 0 and 1"
+        if not 0 < self.test_fraction < 1:
+            yield "test_fraction", self.test_fraction, "a number strictly between 0 and 1"
+        if self.test_per_class is None and self.val_fraction + self.test_fraction >= 1:
+            yield "val_fraction", self.val_fraction, "val_fraction + test_fraction < 1 (something must be left to train)"
+        if self.test_per_class is not None and self.test_per_class < 1:
+            yield "test_per_class", self.test_per_class, "null or an integer >= 1"
+
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Section):
     """The study's Keras ImageDataGenerator ranges, all scaled by `magnitude` (0 = off, 1 = the study)."""
 
     magnitude: float = 1.0
@@ -80,10 +85,18 @@ class AugmentConfig:
     brightness: float = 0.2  # factor in [1 - b, 1 + b]; the study's 0.8-1.2
     hflip: bool = True
 
+    def violations(self) -> Iterator[Violation]:
+        if not 0 <= self.magnitude <= MAX_MAGNITUDE:
+            yield "magnitude", self.magnitude, f"a number from 0 (off) to {MAX_MAGNITUDE:g} (1 = the study's ranges)"
+        for name in AUGMENT_RANGES:
+            if getattr(self, name) < 0:
+                yield name, getattr(self, name), "a number >= 0"
+
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """The shared budget: both models get exactly this (each replicate with its own seed)."""
+class TrainConfig(Section):
+    """The shared budget: both models get exactly this (each replicate with its own seed). Null switches take the
+    value of `recipe`'s preset (config.presets), resolved by `config.resolve`."""
 
     epochs: int = 40  # cap
     batch_size: int = 32
@@ -92,25 +105,45 @@ class TrainConfig:
     lr_gamma: float = 0.1
     patience: int = 10  # epochs without val_loss improvement before stopping (0 = never stop early)
     min_epochs: int = 20  # early stopping never ends training before this epoch (the first epochs are noisy)
-    precision: Literal[PRECISIONS] = "auto"
+    precision: Literal[PRECISIONS] = "auto"  # auto = the recipe's (original: fp32), else the hardware's
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int = 0  # torch intra-op threads; 0 = all cores (divided between sweep workers)
     compile: bool = False  # torch.compile the training forward + backward (fuses BN/ReLU/adds; costs a compile)
-    recipe: Literal[RECIPES] = "fair"  # fair = reslab's; original = the study's notebook (ORIGINAL_RECIPE)
-    init: Literal[INITS] | None = None  # both roles (a train_<role>.init wins); None = the recipe's (fair: FAIR_INIT)
+    recipe: Literal[RECIPES] = "fair"  # fair = reslab's; original = the study's notebook (config.presets)
+    init: Literal[INITS] | None = None  # both roles (a train_<role>.init wins); None = the recipe's (fair: per role)
     adam_eps: float | None = None  # None = the recipe's (fair: 1e-8, PyTorch's; original: 1e-7, Keras')
     bn_momentum: float | None = None  # PyTorch convention (weight of the new batch); None = the recipe's
     bn_eps: float | None = None  # None = the recipe's (fair: the model's own, PyTorch's 1e-5; original: 1e-3)
 
-    def precision_setting(self) -> str:
-        """`precision`, with `auto` resolved by the recipe first (original: fp32, as the notebook trained)."""
-        if self.precision == "auto" and self.recipe == "original":
-            return ORIGINAL_RECIPE["shared"]["precision"]
-        return self.precision
+    def violations(self) -> Iterator[Violation]:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                yield name, getattr(self, name), "an integer >= 1"
+        if self.patience < 0:
+            yield "patience", self.patience, "an integer >= 0 (0 = no early stopping)"
+        if not self.lr > 0:
+            yield "lr", self.lr, "a number > 0"
+        if self.num_threads < 0:
+            yield "num_threads", self.num_threads, "0 (auto) or a positive integer"
+        ms = list(self.lr_milestones)
+        if ms != sorted(set(ms)) or any(not 1 <= m < self.epochs for m in ms):
+            yield "lr_milestones", ms, (f"increasing epochs from 1 to train.epochs - 1 ({self.epochs - 1}), e.g. "
+                                        f"[{max(1, round(0.8 * self.epochs))}], or [] for a constant rate")
+        if not 0 < self.lr_gamma <= 1:
+            yield "lr_gamma", self.lr_gamma, "a number in (0, 1]"
+        if not 0 <= self.min_epochs <= self.epochs:
+            yield "min_epochs", self.min_epochs, f"an integer from 0 to train.epochs ({self.epochs})"
+        if self.adam_eps is not None and not self.adam_eps > 0:
+            yield "adam_eps", self.adam_eps, "null (the recipe's) or a number > 0, e.g. 1e-8 (PyTorch) or 1e-7 (Keras)"
+        if self.bn_momentum is not None and not 0 <= self.bn_momentum <= 1:
+            yield "bn_momentum", self.bn_momentum, ("null (the recipe's) or a number from 0 to 1 in PyTorch's "
+                                                    "convention, e.g. 0.1 (PyTorch) or 0.01 (Keras' momentum=0.99)")
+        if self.bn_eps is not None and not self.bn_eps > 0:
+            yield "bn_eps", self.bn_eps, "null (the recipe's) or a number > 0, e.g. 1e-5 (PyTorch) or 1e-3 (Keras)"
 
 
 @dataclass(frozen=True)
-class ReplicatesConfig:
+class ReplicatesConfig(Section):
     """The replicated study: one training run per seed and model; replicate k of both models shares seeds[k]."""
 
     seeds: tuple[int, ...] = (1, 2, 3)
@@ -118,9 +151,20 @@ class ReplicatesConfig:
     # threads, under plain `dvc repro` too, so both give the same numbers
     jobs: int = 2
 
+    def violations(self) -> Iterator[Violation]:
+        seeds = list(self.seeds)
+        if not seeds:
+            yield "seeds", seeds, "a non-empty list of integer seeds, e.g. [1, 2, 3]"
+        if len(set(seeds)) != len(seeds):
+            yield "seeds", seeds, "distinct seeds (a repeated seed would train the same model twice)"
+        if any(s < 0 for s in seeds):
+            yield "seeds", seeds, "seeds >= 0"
+        if self.jobs < 1:
+            yield "jobs", self.jobs, "an integer >= 1 (1: one training stage at a time, as plain dvc repro)"
+
 
 @dataclass(frozen=True)
-class ModelStageConfig:
+class ModelStageConfig(Section):
     """One training stage (train_baseline / train_resnet): which model and which of the shared settings."""
 
     model: str = "baseline"
@@ -129,30 +173,48 @@ class ModelStageConfig:
     augment_magnitude: float | None = None  # None = augment.magnitude; this model's own scale of augment's ranges
     lr: float | None = None  # None = train.lr
     # None = the recipe's: fair takes train.epochs / patience / min_epochs, restores the best epoch's weights and
-    # trains BatchNorm normally; original takes the notebook's per role (ORIGINAL_RECIPE)
+    # trains BatchNorm normally; original takes the notebook's per role (config.presets)
     epochs: int | None = None
     patience: int | None = None
     min_epochs: int | None = None
     restore_best: bool | None = None  # False: end with the last epoch's weights
     bn_frozen: bool | None = None  # True: BatchNorm in inference mode while training (the study's ResNet bug)
-    init: Literal[INITS] | None = None  # this role's; None = train.init, else the recipe's (fair: FAIR_INIT)
+    init: Literal[INITS] | None = None  # this role's; None = train.init, else the recipe's (fair: per role)
+
+    def violations(self) -> Iterator[Violation]:
+        if self.lr is not None and not self.lr > 0:
+            yield "lr", self.lr, "null (use train.lr) or a number > 0"
+        if self.epochs is not None and self.epochs < 1:
+            yield "epochs", self.epochs, "null (the recipe's) or an integer >= 1"
+        for name in ("patience", "min_epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                yield name, getattr(self, name), "null (the recipe's) or an integer >= 0"
+        if self.augment_magnitude is not None and not 0 <= self.augment_magnitude <= MAX_MAGNITUDE:
+            yield "augment_magnitude", self.augment_magnitude, (
+                f"null (use augment.magnitude) or a number from 0 (off) to {MAX_MAGNITUDE:g} (1 = the study's ranges)")
 
 
 @dataclass(frozen=True)
-class MlflowConfig:
+class MlflowConfig(Section):
     experiment_name: str = "reslab"
     registered_model_name: str = "reslab-classifier"
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Section):
     n_bootstrap: int = 10_000
     confidence: float = 0.95
     n_prediction_examples: int = 8  # rows in the study's prediction figure
 
+    def violations(self) -> Iterator[Violation]:
+        if self.n_bootstrap < 100:
+            yield "n_bootstrap", self.n_bootstrap, "an integer >= 100"
+        if not 0.5 <= self.confidence < 1:
+            yield "confidence", self.confidence, "a number in [0.5, 1)"
+
 
 @dataclass(frozen=True)
-class TuneConfig:
+class TuneConfig(Section):
     """`reslab tune --role ROLE`'s Optuna study, one per role with the same budget for both. `search_space` maps
     each role to its dimensions: dotted keys of its own section (`train_resnet.lr`) and, for the resnet, the
     derived architecture dimensions (`depth`, `stages`, `width`); reslab.tuning.space parses it."""
@@ -171,9 +233,39 @@ class TuneConfig:
     max_retry: int = 2
     search_space: dict[str, Any] = field(default_factory=dict)
 
+    def violations(self) -> Iterator[Violation]:
+        try:
+            named = self.study_name.format(role=ROLES[0]).strip()
+        except (KeyError, IndexError, ValueError):
+            named = ""
+        if not named:
+            yield "study_name", self.study_name, "a non-empty name, in which `{role}` stands for the tuned role"
+        for name in ("n_trials", "heartbeat_interval"):
+            if getattr(self, name) < 1:
+                yield name, getattr(self, name), "an integer >= 1"
+        if self.epochs is not None and self.epochs < 1:
+            yield "epochs", self.epochs, "null (train.epochs, the pipeline's budget) or an integer >= 1"
+        for name in ("sampler_startup_trials", "pruner_startup_trials", "pruner_warmup_epochs", "max_retry"):
+            if getattr(self, name) < 0:
+                yield name, getattr(self, name), "an integer >= 0"
+        if not 0 < self.pruner_percentile < 100:
+            yield "pruner_percentile", self.pruner_percentile, "a number strictly between 0 and 100"
+        if self.grace_period is not None and self.grace_period < self.heartbeat_interval:
+            yield "grace_period", self.grace_period, f"null or an integer >= heartbeat_interval ({self.heartbeat_interval})"
+
+    def check(self, prefix: str) -> None:
+        for role, dims in self.search_space.items():  # the mapping's shape, before any bound (tuning.space parses it)
+            if role not in ROLES:
+                raise ConfigError(f"{prefix}.search_space.{role}: unknown model role; valid roles: "
+                                  f"{', '.join(ROLES)} (each maps its dimensions, e.g. train_{ROLES[0]}.lr)")
+            if not isinstance(dims, dict):
+                raise ConfigError(f"{prefix}.search_space.{role}: expected a mapping of dimensions, e.g. "
+                                  f"{{train_{role}.lr: [0.0003, 0.003]}}, got {dims!r}")
+        super().check(prefix)
+
 
 @dataclass(frozen=True)
-class Params:
+class Params(Section):
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -193,168 +285,3 @@ class Params:
         if role not in stages:
             raise ConfigError(f"unknown model role {role!r}; valid roles: {', '.join(stages)}")
         return stages[role]
-
-    def role_recipe(self, role: str) -> dict[str, Any]:
-        """The effective training switches of `role` with `train.recipe` resolved: {augment, SHARED_SWITCHES,
-        ROLE_SWITCHES}. An explicit (non-null) key wins; a null one takes the recipe's value: original's per role
-        (ORIGINAL_RECIPE), fair's (FAIR_RECIPE, the shared budget keys of train, the role's `augment`)."""
-        stage, train = self.model_stage(role), self.train
-        original = train.recipe == "original"
-        preset = {**ORIGINAL_RECIPE["shared"], **ORIGINAL_RECIPE[role]} if original else \
-            {**FAIR_RECIPE, "init": FAIR_INIT[role], **{k: getattr(train, k) for k in BUDGET_KEYS},
-             "augment": stage.augment}
-        def first_set(*values):  # the role's own, then train's (shared switches), then the recipe's
-            return next((v for v in values if v is not None), None)
-
-        out = {"augment": preset["augment"]}
-        for key in SHARED_SWITCHES:  # a role section may carry one too (init), which then wins for that role
-            out[key] = first_set(getattr(stage, key, None), getattr(train, key), preset[key])
-        for key in ROLE_SWITCHES:
-            out[key] = first_set(getattr(stage, key), preset[key])
-        return out
-
-    def interpolation(self) -> str:
-        """prepare's resize: `data.interpolation`, or the recipe's when null (fair: bilinear, original: nearest)."""
-        if self.data.interpolation is not None:
-            return self.data.interpolation
-        return ORIGINAL_RECIPE["shared"]["interpolation"] if self.train.recipe == "original" else \
-            FAIR_RECIPE["interpolation"]
-
-
-def _check_recipe(params: Params) -> None:
-    """Checks across sections: keys that `train.recipe: original` would silently replace, and each role's resolved
-    budget (min_epochs <= epochs)."""
-    train = params.train
-    if train.recipe == "original":
-        defaults = TrainConfig()
-        for key in BUDGET_KEYS:
-            if getattr(train, key) != getattr(defaults, key):
-                raise ConfigError(
-                    f"train.{key}: {getattr(train, key)!r} has no effect with train.recipe: original, whose "
-                    f"per-role budget replaces it (" + ", ".join(f"{r} {ORIGINAL_RECIPE[r][key]}" for r in ROLES)
-                    + f"); set train_<role>.{key} instead (e.g. train_{ROLES[0]}.{key}), or train.recipe: fair")
-        for role in ROLES:
-            value, preset = params.model_stage(role).augment, ORIGINAL_RECIPE[role]["augment"]
-            if value != ModelStageConfig().augment and value != preset:
-                raise ConfigError(
-                    f"train_{role}.augment: {str(value).lower()} has no effect with train.recipe: original, which "
-                    f"augments as the notebook did (" + ", ".join(f"{r} {str(ORIGINAL_RECIPE[r]['augment']).lower()}"
-                                                         for r in ROLES) + "); use train.recipe: fair to choose")
-    for role in ROLES:
-        resolved, stage = params.role_recipe(role), params.model_stage(role)
-        if resolved["min_epochs"] > resolved["epochs"]:
-            source = f"train_{role}" if stage.min_epochs is not None else (
-                "train" if train.recipe == "fair" else "train.recipe: original")
-            raise ConfigError(
-                f"train_{role}.min_epochs: {resolved['min_epochs']} (from {source}) is out of range; accepted: an "
-                f"integer from 0 to the role's epochs ({resolved['epochs']}); set train_{role}.min_epochs")
-
-
-def _check_ranges(obj: Any, prefix: str) -> None:
-    """Value checks that types cannot express."""
-
-    def fail(name: str, value: Any, accepted: str) -> None:
-        raise ConfigError(f"{prefix}.{name}: {value!r} is out of range; accepted: {accepted}")
-
-    if isinstance(obj, DataConfig) and not 16 <= obj.image_size <= 1024:
-        fail("image_size", obj.image_size, "an integer from 16 to 1024 (the ResNet stem needs at least 16 px)")
-    if isinstance(obj, FilterConfig) and obj.min_images_per_class < 1:
-        fail("min_images_per_class", obj.min_images_per_class, "an integer >= 1")
-    if isinstance(obj, FilterConfig) and obj.min_image_size < 1:
-        fail("min_image_size", obj.min_image_size, "an integer >= 1 (px)")
-    if isinstance(obj, SplitConfig):
-        if not 0 < obj.val_fraction < 1:
-            fail("val_fraction", obj.val_fraction, "a number strictly between 0 and 1")
-        if not 0 < obj.test_fraction < 1:
-            fail("test_fraction", obj.test_fraction, "a number strictly between 0 and 1")
-        if obj.test_per_class is None and obj.val_fraction + obj.test_fraction >= 1:
-            fail("val_fraction", obj.val_fraction, "val_fraction + test_fraction < 1 (something must be left to train)")
-        if obj.test_per_class is not None and obj.test_per_class < 1:
-            fail("test_per_class", obj.test_per_class, "null or an integer >= 1")
-    if isinstance(obj, AugmentConfig):
-        if not 0 <= obj.magnitude <= MAX_MAGNITUDE:
-            fail("magnitude", obj.magnitude, f"a number from 0 (off) to {MAX_MAGNITUDE:g} (1 = the study's ranges)")
-        for name in AUGMENT_RANGES:
-            if getattr(obj, name) < 0:
-                fail(name, getattr(obj, name), "a number >= 0")
-    if isinstance(obj, TrainConfig):
-        for name in ("epochs", "batch_size"):
-            if getattr(obj, name) < 1:
-                fail(name, getattr(obj, name), "an integer >= 1")
-        if obj.patience < 0:
-            fail("patience", obj.patience, "an integer >= 0 (0 = no early stopping)")
-        if not obj.lr > 0:
-            fail("lr", obj.lr, "a number > 0")
-        if obj.num_threads < 0:
-            fail("num_threads", obj.num_threads, "0 (auto) or a positive integer")
-        ms = list(obj.lr_milestones)
-        if ms != sorted(set(ms)) or any(not 1 <= m < obj.epochs for m in ms):
-            fail("lr_milestones", ms, f"increasing epochs from 1 to train.epochs - 1 ({obj.epochs - 1}), e.g. "
-                                      f"[{max(1, round(0.8 * obj.epochs))}], or [] for a constant rate")
-        if not 0 < obj.lr_gamma <= 1:
-            fail("lr_gamma", obj.lr_gamma, "a number in (0, 1]")
-        if not 0 <= obj.min_epochs <= obj.epochs:
-            fail("min_epochs", obj.min_epochs, f"an integer from 0 to train.epochs ({obj.epochs})")
-    if isinstance(obj, ReplicatesConfig):
-        if not obj.seeds:
-            fail("seeds", list(obj.seeds), "a non-empty list of integer seeds, e.g. [1, 2, 3]")
-        if len(set(obj.seeds)) != len(obj.seeds):
-            fail("seeds", list(obj.seeds), "distinct seeds (a repeated seed would train the same model twice)")
-        if any(s < 0 for s in obj.seeds):
-            fail("seeds", list(obj.seeds), "seeds >= 0")
-        if obj.jobs < 1:
-            fail("jobs", obj.jobs, "an integer >= 1 (1: one training stage at a time, as plain dvc repro)")
-    if isinstance(obj, ModelStageConfig) and obj.lr is not None and not obj.lr > 0:
-        fail("lr", obj.lr, "null (use train.lr) or a number > 0")
-    if isinstance(obj, ModelStageConfig):
-        if obj.epochs is not None and obj.epochs < 1:
-            fail("epochs", obj.epochs, "null (the recipe's) or an integer >= 1")
-        for name in ("patience", "min_epochs"):
-            if getattr(obj, name) is not None and getattr(obj, name) < 0:
-                fail(name, getattr(obj, name), "null (the recipe's) or an integer >= 0")
-    if isinstance(obj, TrainConfig):
-        if obj.adam_eps is not None and not obj.adam_eps > 0:
-            fail("adam_eps", obj.adam_eps, "null (the recipe's) or a number > 0, e.g. 1e-8 (PyTorch) or 1e-7 (Keras)")
-        if obj.bn_momentum is not None and not 0 <= obj.bn_momentum <= 1:
-            fail("bn_momentum", obj.bn_momentum, "null (the recipe's) or a number from 0 to 1 in PyTorch's "
-                                                 "convention, e.g. 0.1 (PyTorch) or 0.01 (Keras' momentum=0.99)")
-        if obj.bn_eps is not None and not obj.bn_eps > 0:
-            fail("bn_eps", obj.bn_eps, "null (the recipe's) or a number > 0, e.g. 1e-5 (PyTorch) or 1e-3 (Keras)")
-    if isinstance(obj, Params):
-        _check_recipe(obj)
-    if isinstance(obj, ModelStageConfig) and obj.augment_magnitude is not None \
-            and not 0 <= obj.augment_magnitude <= MAX_MAGNITUDE:
-        fail("augment_magnitude", obj.augment_magnitude,
-             f"null (use augment.magnitude) or a number from 0 (off) to {MAX_MAGNITUDE:g} (1 = the study's ranges)")
-    if isinstance(obj, EvaluateConfig):
-        if obj.n_bootstrap < 100:
-            fail("n_bootstrap", obj.n_bootstrap, "an integer >= 100")
-        if not 0.5 <= obj.confidence < 1:
-            fail("confidence", obj.confidence, "a number in [0.5, 1)")
-    if isinstance(obj, TuneConfig):
-        try:
-            named = obj.study_name.format(role=ROLES[0]).strip()
-        except (KeyError, IndexError, ValueError):
-            named = ""
-        if not named:
-            fail("study_name", obj.study_name, "a non-empty name, in which `{role}` stands for the tuned role")
-        for name in ("n_trials", "heartbeat_interval"):
-            if getattr(obj, name) < 1:
-                fail(name, getattr(obj, name), "an integer >= 1")
-        if obj.epochs is not None and obj.epochs < 1:
-            fail("epochs", obj.epochs, "null (train.epochs, the pipeline's budget) or an integer >= 1")
-        for role, dims in obj.search_space.items():
-            if role not in ROLES:
-                raise ConfigError(f"{prefix}.search_space.{role}: unknown model role; valid roles: "
-                                  f"{', '.join(ROLES)} (each maps its dimensions, e.g. train_{ROLES[0]}.lr)")
-            if not isinstance(dims, dict):
-                raise ConfigError(f"{prefix}.search_space.{role}: expected a mapping of dimensions, e.g. "
-                                  f"{{train_{role}.lr: [0.0003, 0.003]}}, got {dims!r}")
-        for name in ("sampler_startup_trials", "pruner_startup_trials", "pruner_warmup_epochs", "max_retry"):
-            if getattr(obj, name) < 0:
-                fail(name, getattr(obj, name), "an integer >= 0")
-        if not 0 < obj.pruner_percentile < 100:
-            fail("pruner_percentile", obj.pruner_percentile, "a number strictly between 0 and 100")
-        if obj.grace_period is not None and obj.grace_period < obj.heartbeat_interval:
-            fail("grace_period", obj.grace_period, f"null or an integer >= heartbeat_interval "
-                                                   f"({obj.heartbeat_interval})")

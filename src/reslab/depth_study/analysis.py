@@ -1,5 +1,6 @@
 """The depth study's numbers from its cells: per (family, depth) the mean and t-interval across seeds of each
-metric, per depth the paired difference plain - residual, and the verdict rule. Pure: rows in, dicts out.
+metric, per depth the paired difference plain - residual and its verdict (statistics.verdict). Pure: rows in,
+dicts out.
 
 A row is one cell: {"family", "depth", "seed", "final_train_loss", "final_train_error", "best_val_error",
 "test_error", ...}. Seed k of the plain and of the residual net pair up: they share the seed (initial weights
@@ -13,6 +14,8 @@ import math
 import numpy as np
 
 from ..statistics import replicate_summary
+from ..statistics.verdict import seed_verdict, seed_verdict_rule
+from .layout import REPRO
 from .params import FAMILIES
 
 METRICS = ("final_train_loss", "final_train_error", "best_val_error", "test_error")
@@ -20,26 +23,24 @@ METRIC_NAMES = {"final_train_loss": "final training loss", "final_train_error": 
                 "best_val_error": "best validation error", "test_error": "test error"}
 VERDICT_METRIC = "final_train_error"  # the degradation problem is one of optimisation: training error decides
 
-_RULE = (
-    "Seed k of the plain and of the residual net of a depth pair up (same seed, same data). At each depth the "
-    "verdict reads the {pct} % t-interval of the mean paired difference plain - residual in final training error "
-    "(the last epoch's weights on the unaugmented train split, in eval mode): mean +/- t_{{{q}, n-1}} * sd / sqrt(n) "
-    "over the n seeds, sd the standard deviation of the per-seed differences. \"plain has higher training error "
-    "than residual at depth d\" only when the interval lies entirely above 0; \"residual has higher training error "
-    "than plain at depth d\" only when it lies entirely below 0; otherwise (it contains or touches 0) \"no "
-    "detectable difference with n seeds\". With one seed there is no interval, and no verdict. The interval covers "
-    "the variation between training seeds; validation and test errors are reported beside it but do not enter "
-    "the verdict."
-)
+# The verdict rule's words for this study (statistics.verdict.seed_verdict_rule / seed_verdict decide).
+_WORDS = {"above": "plain has higher training error than residual",
+          "below": "residual has higher training error than plain"}
+_RULE_WORDS = {
+    "pairing": "Seed k of the plain and of the residual net of a depth pair up (same seed, same data). At each depth",
+    "difference": "plain - residual in final training error (the last epoch's weights on the unaugmented train "
+                  "split, in eval mode)",
+    "above": f"{_WORDS['above']} at depth d", "below": f"{_WORDS['below']} at depth d",
+    "note": "; validation and test errors are reported beside it but do not enter the verdict"}
 
 
-def verdict_rule(confidence: float = 0.95) -> str:
-    """The verdict rule in words, for the report.
+def rule(confidence: float = 0.95) -> str:
+    """The verdict rule in this study's words, for the report.
 
     Args:
         confidence: the interval's two-sided coverage.
     """
-    return _RULE.format(pct=f"{100 * confidence:g}", q=f"{(1 + confidence) / 2:g}")
+    return seed_verdict_rule(confidence, **_RULE_WORDS)
 
 
 def _by_cell(rows: list[dict], depths, seeds) -> dict[tuple[str, int, int], dict]:
@@ -49,8 +50,7 @@ def _by_cell(rows: list[dict], depths, seeds) -> dict[tuple[str, int, int], dict
         for depth in depths:
             for seed in seeds:
                 if (family, depth, seed) not in index:
-                    raise ValueError(f"no cell {family} depth {depth} seed {seed}; run `dvc repro "
-                                     "studies/depth/dvc.yaml`")
+                    raise ValueError(f"no cell {family} depth {depth} seed {seed}; run `{REPRO}`")
     return index
 
 
@@ -88,21 +88,13 @@ def paired_differences(rows: list[dict], depths, seeds, confidence: float = 0.95
 
 
 def depth_verdict(difference: dict, depth: int) -> str:
-    """The verdict at one depth from the paired difference of final training error (`verdict_rule`).
+    """The verdict at one depth from the paired difference of final training error (`rule`).
 
     Args:
         difference: `replicate_summary` of plain - residual final training error, {"n", "mean", "ci_low", ...}.
         depth: the depth, for the sentence.
     """
-    n, mean, low, high = difference["n"], difference["mean"], difference["ci_low"], difference["ci_high"]
-    if n < 2 or math.isnan(low):
-        return f"depth {depth}: one seed, so no interval and no verdict (plain - residual training error {mean:+.3f})"
-    detail = f"plain - residual training error {mean:+.3f}, CI [{low:+.3f}, {high:+.3f}], {n} seeds"
-    if low > 0:
-        return f"depth {depth}: plain has higher training error than residual ({detail})"
-    if high < 0:
-        return f"depth {depth}: residual has higher training error than plain ({detail})"
-    return f"depth {depth}: no detectable difference with {n} seeds ({detail})"
+    return seed_verdict(difference, prefix=f"depth {depth}: ", what="plain - residual training error", **_WORDS)
 
 
 def lowest_training_error(summary: dict[str, dict[int, dict]]) -> dict[str, int]:
@@ -132,7 +124,7 @@ def analyse(rows: list[dict], depths, seeds, confidence: float = 0.95) -> dict:
     return {"depths": depths, "seeds": seeds, "confidence": confidence, "summary": summary,
             "difference": difference,
             "verdicts": {d: depth_verdict(difference[d][VERDICT_METRIC], d) for d in depths},
-            "rule": verdict_rule(confidence), "lowest_training_error": lowest_training_error(summary),
+            "rule": rule(confidence), "lowest_training_error": lowest_training_error(summary),
             "cells": [index[f, d, s] for f in FAMILIES for d in depths for s in seeds]}
 
 

@@ -1,12 +1,12 @@
-"""One cell of the depth study, (family, depth, seed), as plain values: its recipe, its configuration fingerprint,
-the summary written to cells/<cell>.json, and the estimate of the study's remaining time from finished cells."""
+"""One cell of the depth study, (family, depth, seed), as plain values: its training config, the summary written to
+cells/<cell>.json, and the estimate of the study's remaining time from finished cells."""
 from __future__ import annotations
 
-from ..training import Recipe
+from ..config import RuntimeConfig, TrainingConfig
 from .params import FAMILIES, StudyParams
 
 
-def cell_recipe(p: StudyParams, family: str, depth: int, seed: int) -> Recipe:
+def cell_config(p: StudyParams, family: str, depth: int, seed: int) -> TrainingConfig:
     """The cell's training: every cell gets the same fixed budget (no early stopping, the last epoch's weights) and
     the same optimizer (Adam at a constant rate); only the net (`family`, `depth`) and the seed differ.
 
@@ -19,10 +19,19 @@ def cell_recipe(p: StudyParams, family: str, depth: int, seed: int) -> Recipe:
     if family not in FAMILIES:
         raise ValueError(f"family {family!r}: accepted {' | '.join(FAMILIES)}")
     augment = p.augment if p.augment.magnitude > 0 else None
-    return Recipe(model=FAMILIES[family], model_args={"depth": depth, "widths": list(p.model.widths)},
-                  image_size=p.data.image_size, seed=seed, batch_size=p.train.batch_size, lr=p.train.lr,
-                  epochs=p.train.epochs, patience=0, augment=augment, restore_best=False,
-                  interpolation=p.data.interpolation)
+    return TrainingConfig(model=FAMILIES[family], model_args={"depth": depth, "widths": list(p.model.widths)},
+                          image_size=p.data.image_size, seed=seed, batch_size=p.train.batch_size, lr=p.train.lr,
+                          epochs=p.train.epochs, patience=0, augment=augment, restore_best=False,
+                          interpolation=p.data.interpolation, runtime=study_runtime(p))
+
+
+def study_runtime(p: StudyParams) -> RuntimeConfig:
+    """The study's `train.precision / device / num_threads` (no recipe: `auto` is left to the hardware).
+
+    Args:
+        p: the study's params.
+    """
+    return RuntimeConfig(precision=p.train.precision, device=p.train.device, num_threads=p.train.num_threads)
 
 
 def with_errors(history: list[dict]) -> list[dict]:

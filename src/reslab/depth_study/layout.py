@@ -8,7 +8,8 @@ from pathlib import Path
 from ..config import ConfigError
 from ..layout import Layout
 
-STUDY_DIR = Path("studies") / "depth"
+STUDY_DIR = Path("studies") / "depth"  # a DVC project of its own (its .dvc/ there), run from that folder
+REPRO = "make depth-study"  # what error messages tell a user to run (the split, then `dvc repro` in STUDY_DIR)
 
 
 def find_root(start: Path) -> Path:

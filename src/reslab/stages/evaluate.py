@@ -17,10 +17,11 @@ import torch
 
 from .. import plots, statistics, tracking
 from ..comparison import ROLE_NAMES, Replicate, compare, comparison_markdown, metrics_summary
-from ..config import Params, flatten, load_params
+from ..config import Params, flatten, load_params, resolve_runtime
 from ..data.prepared import ImageArrays, load_prepared
 from ..layout import ROLES, Layout
 from ..models.serialization import load_model_file
+from ..tracking.evaluation_run import evaluation_run
 from ..training import ArrayLoader, Precision, predict_logits, setup_runtime, to_device
 
 
@@ -108,7 +109,7 @@ def main(root: Path, params_file: Path) -> dict:
     params = load_params(params_file)
     tracking.check_store(root)  # a tracking server that is down fails the stage before the test-split inference
     layout = Layout(root)
-    precision = setup_runtime(params.train, who="evaluate")
+    precision = setup_runtime(resolve_runtime(params), who="evaluate")
     test = load_prepared(layout.prepared_dir, "test")
     replicates, labels = load_replicates(layout, params, test, precision)
     result = compare(replicates, labels, test.classes, params.evaluate, params.seed)
@@ -123,38 +124,28 @@ def main(root: Path, params_file: Path) -> dict:
 
     # MLflow: the evaluation run holds the aggregate metrics, report and figures; every training run gets its own
     # test metrics. The ledger lets the next start mark this run KILLED if a kill ends the stage before the run does.
-    experiment_id = tracking.setup(root, params.mlflow.experiment_name)
-    ledger = layout.checkpoints / "evaluate.mlflow.json"
     summary = metrics_summary(result)
-    run, _ = tracking.start_stage_run(
-        ledger, experiment_id=experiment_id, run_name=tracking.run_label("evaluate", root),
-        resume=False, tags=tracking.standard_tags(root, stage="evaluate", champion=champion["role"],
-                                                  champion_seed=str(champion["seed"]),
-                                                  verdict=summary["comparison"]["verdict"]))
-    with run:
-        tracking.log_params_flat(flatten({"seed": params.seed, "replicates.seeds": list(params.replicates.seeds),
-                                          "evaluate": vars(params.evaluate)}))
-        tracking.mlflow.log_metrics({f"{role}_test_{k}": v for role in ROLES for k, v in summary[role].items()
-                                     if isinstance(v, (int, float)) and v is not None})
-        tracking.mlflow.log_metrics({k: float(v) for k, v in summary["comparison"].items()
-                                     if isinstance(v, (int, float)) and v is not None})
-        tracking.log_test_dataset(layout.split_dir)
-        for path in (layout.reports / "comparison.md", layout.metrics / "evaluate.json"):
-            tracking.mlflow.log_artifact(str(path))
-        for name in figs:
-            tracking.mlflow.log_artifact(str(layout.figures / name), artifact_path="figures")
-    ledger.unlink(missing_ok=True)
-    for role, m in result["models"].items():
-        for row in m["replicates"]:
-            tracking.log_metrics_to_run(row["run_id"], {f"test_{k}": row[k] for k in (
-                "accuracy", "accuracy_ci_low", "accuracy_ci_high", "loss", "macro_f1")})
+    tags = {"champion": champion["role"], "champion_seed": str(champion["seed"]),
+            "verdict": summary["comparison"]["verdict"]}
+    with evaluation_run(root, params.mlflow.experiment_name, ledger=layout.checkpoints / "evaluate.mlflow.json",
+                        tags=tags) as run:
+        run.log_inputs(flatten({"seed": params.seed, "replicates.seeds": list(params.replicates.seeds),
+                                "evaluate": vars(params.evaluate)}), layout.split_dir)
+        metrics = {f"{role}_test_{k}": v for role in ROLES for k, v in summary[role].items()
+                   if isinstance(v, (int, float)) and v is not None}
+        metrics.update({k: float(v) for k, v in summary["comparison"].items()
+                        if isinstance(v, (int, float)) and v is not None})
+        run.log_result(metrics, files=[layout.reports / "comparison.md", layout.metrics / "evaluate.json"],
+                       figures=[layout.figures / name for name in figs])
+    test_keys = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "loss", "macro_f1")
+    run.log_replicate_metrics({row["run_id"]: {f"test_{k}": row[k] for k in test_keys}
+                               for m in result["models"].values() for row in m["replicates"]})
     print(comparison_markdown(result, promoted).split("## Per replicate")[0].rstrip())
     if experiment:
         print(f"\nchampion: {champion['role']} seed {champion['seed']} (not promoted: DVC experiment {experiment})")
     else:
-        version = tracking.set_champion(champion["model_uri"], params.mlflow.registered_model_name,
-                                        champion["run_id"])
+        version = run.promote(champion["model_uri"], params.mlflow.registered_model_name, champion["run_id"])
         print(f"\nchampion: {champion['role']} seed {champion['seed']} -> registered model "
               f"'{params.mlflow.registered_model_name}' version {version} (alias @champion); evaluation run "
-              f"{run.info.run_id}")
+              f"{run.run_id}")
     return result

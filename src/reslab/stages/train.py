@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from ..config import Params, load_params
+from ..config import Params, load_params, resolve
 from ..data.augment import BatchAugment
 from ..data.prepared import load_prepared
 from ..data.splitting import read_split
@@ -23,9 +23,8 @@ from ..layout import Layout
 from ..models.serialization import save_model_file
 from ..tracking import check_store
 from ..tracking.training_run import training_run
-from ..training import (FitResult, augmented_examples, recipe_from_params, resumable_state, setup_runtime,
-                        train_classifier)
-from ..training.recipe import fingerprint, recipe_params
+from ..training import (FitResult, augmented_examples, fingerprint, resumable_state, setup_runtime, train_classifier,
+                        training_params)
 
 
 def stage_params(params: Params, role: str) -> dict:
@@ -61,11 +60,11 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
     layout = Layout(root)
     name = f"train_{role}"
     # replicates.jobs stages may run at once (reslab repro), so each takes its share of the cores, also when run alone
-    precision = setup_runtime(params.train, workers=params.replicates.jobs, who=f"{name}@{seed}")
-    recipe = recipe_from_params(params, role, seed)
+    config = resolve(params, role, seed)
+    precision = setup_runtime(config.runtime, workers=params.replicates.jobs, who=f"{name}@{seed}")
     train, val = load_prepared(layout.prepared_dir, "train"), load_prepared(layout.prepared_dir, "val")
     sp = stage_params(params, role)
-    family = fingerprint(sp, layout.prepared_dir)  # the same recipe and data, whatever the seed
+    family = fingerprint(sp, layout.prepared_dir)  # the same config and data, whatever the seed
     fp = fingerprint({**sp, "replicate_seed": seed}, layout.prepared_dir)
     ckpt = layout.replicate_checkpoint(role, seed)
     ledger = ckpt.with_suffix(".mlflow.json")
@@ -73,39 +72,39 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
     done = prior["history"] if prior else []
 
     with training_run(root, params.mlflow.experiment_name, stage=name, seed=seed, ledger=ledger, fingerprint=fp,
-                      family=family, tags={"model": recipe.model, "role": role, "precision": precision.name,
+                      family=family, tags={"model": config.model, "role": role, "precision": precision.name,
                                            "device": str(precision.device)}) as run:
         if done or run.resumed:
             print(f"{name}@{seed}: resuming after epoch {len(done)} in MLflow run {run.run_id}")
         run.catch_up(done)  # epochs checkpointed but killed before they were logged
         if not run.inputs_logged:
-            augment = BatchAugment(recipe.augment) if recipe.augment is not None else None
-            images, names = augmented_examples(train, augment, 16, recipe.seed)
-            run.log_inputs(recipe_params(recipe), {split: (read_split(layout.split_dir, split),
-                                                           layout.split_dir / f"{split}.csv", context)
-                                                   for split, context in (("train", "training"),
-                                                                          ("val", "validation"))},
+            augment = BatchAugment(config.augment) if config.augment is not None else None
+            images, names = augmented_examples(train, augment, 16, config.seed)
+            run.log_inputs(training_params(config), {split: (read_split(layout.split_dir, split),
+                                                             layout.split_dir / f"{split}.csv", context)
+                                                     for split, context in (("train", "training"),
+                                                                            ("val", "validation"))},
                            (images.numpy(), names), title=f"{name}@{seed}: training images as the model sees them")
-        model, result = train_classifier(recipe, train, val, precision=precision, checkpoint=ckpt, fingerprint=fp,
+        model, result = train_classifier(config, train, val, precision=precision, checkpoint=ckpt, fingerprint=fp,
                                          extra={"mlflow_run_id": run.run_id}, on_epoch_end=run.log_epoch,
                                          progress=progress)
         summary = training_summary(model, result)
         model_file = layout.replicate_model(role, seed)
         model_file.parent.mkdir(parents=True, exist_ok=True)
-        save_model_file(model_file, model, name=recipe.model, model_args=recipe.model_args, classes=train.classes,
-                        image_size=recipe.image_size, extra={"role": role, "seed": seed, "mlflow_run_id": run.run_id})
+        save_model_file(model_file, model, name=config.model, model_args=config.model_args, classes=train.classes,
+                        image_size=config.image_size, extra={"role": role, "seed": seed, "mlflow_run_id": run.run_id})
         model_uri = run.log_result(summary, result.history, model_file=model_file,
-                                   title=f"{name}@{seed} ({recipe.model})")
+                                   title=f"{name}@{seed} ({config.model})")
         for path in (layout.replicate_metrics(role, seed), layout.replicate_history(role, seed)):
             path.parent.mkdir(parents=True, exist_ok=True)
         layout.replicate_metrics(role, seed).write_text(json.dumps(summary, indent=2) + "\n")
         pd.DataFrame(result.history).to_csv(layout.replicate_history(role, seed), index=False)
         layout.replicate_run_info(role, seed).write_text(json.dumps(
-            {"run_id": run.run_id, "experiment_id": run.experiment_id, "model_uri": model_uri, "model": recipe.model,
+            {"run_id": run.run_id, "experiment_id": run.experiment_id, "model_uri": model_uri, "model": config.model,
              "role": role, "seed": seed}, indent=2) + "\n")
     ckpt.unlink(missing_ok=True)  # finished: a forced rerun starts fresh
     ledger.unlink(missing_ok=True)
-    print(f"{name}@{seed}: {recipe.model} best val_accuracy {summary['best_val_accuracy']:.4f} at epoch "
+    print(f"{name}@{seed}: {config.model} best val_accuracy {summary['best_val_accuracy']:.4f} at epoch "
           f"{result.best_epoch} ({len(result.history)} epochs, {'early stopping' if result.stopped_early else 'cap'}, "
           f"{summary['train_time_s']:.0f}s, {precision.name}); MLflow run {run.run_id}")
     return summary

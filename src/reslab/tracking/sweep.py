@@ -15,12 +15,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import optuna
 from mlflow.entities import Param
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from . import MlflowClient, log_epoch, mlflow, standard_tags
 from ..config import TuneConfig, flatten, to_dict
+from .lineage import standard_tags
+from .records import log_epoch
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user attr: the parent run every worker attaches to
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}

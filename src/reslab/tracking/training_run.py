@@ -11,9 +11,14 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+import mlflow
+from mlflow.tracking import MlflowClient
+
 from ..layout import file_lock
-from . import (MlflowClient, log_dataset, log_epoch, log_figure, log_model, log_params_flat, logged_epochs, mlflow,
-               run_label, setup, standard_tags, start_stage_run)
+from .ledger import start_stage_run
+from .lineage import run_label, standard_tags
+from .records import log_dataset, log_epoch, log_figure, log_model, log_params_flat, logged_epochs
+from .store import setup
 
 INPUTS_TAG = "inputs_logged"  # set once params, datasets and the examples figure are in the run
 
@@ -69,7 +74,7 @@ class TrainingRun:
 
     def log_result(self, summary: dict[str, float], history: list[dict[str, float]], *, model_file: Path,
                    title: str) -> str:
-        """Summary metrics, the learning curves and the served model (`tracking.log_model`: a pyfunc built from the
+        """Summary metrics, the learning curves and the served model (`records.log_model`: a pyfunc built from the
         weights file `model_file`, which it carries as its artifact, so what is served is exactly what was saved);
         returns the logged model's URI."""
         from .. import plots
@@ -113,7 +118,7 @@ def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, led
                  family: str, tags: dict[str, str], run_name: str | None = None,
                  family_name: str | None = None) -> Iterator[TrainingRun]:
     """The replicate's MLflow run, resumed when an earlier attempt of the same configuration was killed (see
-    `tracking.start_stage_run`); FINISHED when the block ends, FAILED when it raises. It is a child of the role's
+    `ledger.start_stage_run`); FINISHED when the block ends, FAILED when it raises. It is a child of the role's
     family run (`family_run`). The caller deletes `ledger` with the stage's resume checkpoint once its outputs are
     written.
 

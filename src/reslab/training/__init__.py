@@ -4,7 +4,8 @@ entry point. Knows nothing of MLflow (see reslab.tracking).
     runtime.py   setup_runtime, resolve_device, Precision / resolve_precision, to_device, compile_model, seeding
     loader.py    ArrayLoader (reproducible per-epoch batches of a prepared split), to_input, augmented_examples
     loop.py      train_one_epoch, evaluate, predict_logits, fit (early stopping, atomic per-epoch checkpoint)
-    recipe.py    Recipe, recipe_from_params, train_classifier: the entry point of stages and sweeps
+    classifier.py train_classifier (the entry point of stages, sweeps and the depth study), training_params,
+                 fingerprint; each takes a resolved `config.resolve.TrainingConfig`
 
 CPU and cgroup probing (native bf16, cores, default threads) live in reslab.hardware; they are re-exported here.
 """
@@ -12,14 +13,14 @@ from ..hardware import available_cores, cpu_has_native_bf16, default_threads, ov
 from .loader import ArrayLoader, augmented_examples, to_input
 from .loop import (CHECKPOINT_FORMAT, DivergedError, FitResult, evaluate, fit, load_checkpoint, make_optimizer,
                    predict_logits, resumable_state, save_checkpoint, train_one_epoch)
-from .recipe import Recipe, recipe_from_params, train_classifier
+from .classifier import fingerprint, train_classifier, training_params
 from .runtime import (PRECISIONS, Precision, compile_model, resolve_device, resolve_precision, seed_everything,
                       setup_runtime, to_device)
 
 __all__ = [
-    "ArrayLoader", "CHECKPOINT_FORMAT", "DivergedError", "FitResult", "PRECISIONS", "Precision", "Recipe",
+    "ArrayLoader", "CHECKPOINT_FORMAT", "DivergedError", "FitResult", "PRECISIONS", "Precision",
     "augmented_examples", "available_cores", "compile_model", "cpu_has_native_bf16", "default_threads", "evaluate",
-    "fit", "load_checkpoint", "make_optimizer", "oversubscription", "predict_logits", "recipe_from_params",
+    "fingerprint", "fit", "load_checkpoint", "make_optimizer", "oversubscription", "predict_logits",
     "resolve_device", "resolve_precision", "resumable_state", "save_checkpoint", "seed_everything", "setup_runtime",
-    "to_device", "to_input", "train_classifier", "train_one_epoch",
+    "to_device", "to_input", "train_classifier", "train_one_epoch", "training_params",
 ]

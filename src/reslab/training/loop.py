@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config.resolve import TrainingConfig
+from ..data.augment import BatchAugment
 from ..models.init import freeze_batchnorm_
 from .loader import ArrayLoader, to_input
 from .runtime import Precision, compile_model
@@ -52,18 +54,19 @@ def _check_finite(loss_sum: torch.Tensor, batch: int) -> None:
 
 
 def train_one_epoch(model: nn.Module, loader: ArrayLoader, optimizer: torch.optim.Optimizer,
-                    precision: Precision, augment: Callable[..., torch.Tensor] | None = None,
+                    config: TrainingConfig, precision: Precision, augment: Callable[..., torch.Tensor] | None = None,
                     generator: torch.Generator | None = None, progress: bool = True,
-                    desc: str = "train", bn_frozen: bool = False) -> dict[str, float]:
-    """One pass over `loader`; returns {"loss", "accuracy"} averaged over images. `bn_frozen` keeps every BatchNorm
-    in inference mode (`models.init.freeze_batchnorm_`: the study's ResNet bug, on purpose).
+                    desc: str = "train") -> dict[str, float]:
+    """One pass over `loader`; returns {"loss", "accuracy"} averaged over images. `config.bn_frozen` keeps every
+    BatchNorm in inference mode (`models.init.freeze_batchnorm_`: the study's ResNet bug, on purpose); `augment`
+    is `config.augment`'s batch transform (built once per `fit`), drawing from `generator`.
 
     Loss and accuracy are summed on the batch's device and read back every `sync_every` batches (every batch on
     CPU, where reading is free; every 25 on CUDA, where each read stalls the queue). fp16 uses a GradScaler that
     starts afresh each epoch, so an epoch's result depends only on the state at its start (resume-equivalence).
     """
     model.train()
-    if bn_frozen:
+    if config.bn_frozen:
         freeze_batchnorm_(model)
     device = precision.device
     sync_every = 1 if device.type == "cpu" else 25
@@ -169,50 +172,39 @@ def resumable_state(path: Path | None, fingerprint: str) -> dict | None:
     return state
 
 
-def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *, epochs: int, lr: float,
-        patience: int, precision: Precision, seed: int, augment: Callable[..., torch.Tensor] | None = None,
-        checkpoint: Path | None = None, fingerprint: str = "", extra: dict | None = None,
+def fit(model: nn.Module, loaders: tuple[ArrayLoader, ArrayLoader], config: TrainingConfig, *,
+        precision: Precision, checkpoint: Path | None = None, fingerprint: str = "", extra: dict | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
-        should_stop: Callable[[int, dict[str, float]], bool] | None = None, progress: bool = True,
-        compile: bool = False, min_epochs: int = 0, restore_best: bool = True,
-        lr_milestones: tuple[int, ...] = (), lr_gamma: float = 0.1, adam_eps: float = 1e-8,
-        bn_frozen: bool = False) -> FitResult:
-    """Adam training with early stopping on val loss; the best weights are restored into `model` at the end
-    (unless `restore_best` is False: then `model` keeps the last epoch's weights).
+        should_stop: Callable[[int, dict[str, float]], bool] | None = None, progress: bool = True) -> FitResult:
+    """Adam training of `model` by `config`, with early stopping on val loss; the best weights are restored into
+    `model` at the end (unless `config.restore_best` is False: then `model` keeps the last epoch's weights).
 
     With `checkpoint`, the full state (weights, optimizer, early-stopping counters, history, `extra`) is saved after
     every epoch and a later call with the same `fingerprint` continues after the last finished epoch. Each epoch
-    draws its shuffling, augmentation and dropout randomness from (seed, epoch), so a resumed run reproduces the
-    uninterrupted one.
+    draws its shuffling, augmentation and dropout randomness from (config.seed, epoch), so a resumed run reproduces
+    the uninterrupted one.
+
+    Of `config` (`config.resolve.TrainingConfig`) fit reads the budget (epochs, patience, min_epochs: early stopping
+    never ends training before it), the optimizer (lr, lr_milestones / lr_gamma: `lr_at`, adam_eps), seed,
+    augment, bn_frozen, restore_best and compile (train through `torch.compile(model)`; validation runs eagerly).
 
     Args:
         model: the network (already on the device).
-        train_loader: shuffled training batches.
-        val_loader: validation batches.
-        epochs: maximum number of epochs.
-        lr: Adam learning rate (of the first epochs; see `lr_milestones`).
-        patience: epochs without val_loss improvement before stopping (0 disables early stopping).
+        loaders: the shuffled training batches and the validation batches.
+        config: the resolved training config.
         precision: autocast / memory-format plan.
-        seed: base seed for per-epoch randomness.
-        augment: batch augmentation applied to training batches.
         checkpoint: resume file; removed by the caller when the stage has finished.
         fingerprint: identifies the configuration; a checkpoint with another fingerprint is ignored.
         extra: caller's data stored in the checkpoint (e.g. the MLflow run id); returned in FitResult.extra.
         on_epoch_end: called with each finished epoch's row (epoch, train_loss, ..., epoch_time_s).
         should_stop: called after each epoch; True ends training (sweep pruning).
         progress: show progress bars.
-        compile: train through `torch.compile(model)` (validation runs eagerly: no second compile for eval mode).
-        min_epochs: early stopping never ends training before this epoch (the first epochs' val loss is noisy).
-        restore_best: load the best-val-loss epoch's weights into `model` at the end (False: keep the last ones,
-            as Keras' EarlyStopping without restore_best_weights, or a fixed-budget study of optimisation).
-        lr_milestones: epochs after which the learning rate is multiplied by `lr_gamma` (`lr_at`); () = constant.
-        lr_gamma: the factor of each milestone.
-        adam_eps: Adam's epsilon (PyTorch's 1e-8 by default; Keras' is 1e-7).
-        bn_frozen: train with every BatchNorm in inference mode (running statistics fixed, gamma and beta train),
-            as the study's ResNet did by accident; off by default.
     """
-    optimizer = make_optimizer(model, lr, adam_eps)
-    step_model = compile_model(model, precision.device) if compile else model
+    train_loader, val_loader = loaders
+    epochs, patience, seed = config.epochs, config.patience, config.seed
+    augment = BatchAugment(config.augment) if config.augment is not None else None
+    optimizer = make_optimizer(model, config.lr, config.adam_eps)
+    step_model = compile_model(model, precision.device) if config.compile else model
     state = resumable_state(checkpoint, fingerprint)
     history: list[dict[str, float]] = []
     best_val_loss, best_epoch, bad_epochs, stopped = math.inf, 0, 0, False
@@ -236,9 +228,9 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         generator = torch.Generator().manual_seed(seed * 100_019 + epoch)
         train_loader.set_epoch(epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(epoch, lr, lr_milestones, lr_gamma)
-        tr = train_one_epoch(step_model, train_loader, optimizer, precision, augment, generator, progress,
-                             desc=f"epoch {epoch}", bn_frozen=bn_frozen)
+            group["lr"] = lr_at(epoch, config.lr, config.lr_milestones, config.lr_gamma)
+        tr = train_one_epoch(step_model, train_loader, optimizer, config, precision, augment, generator, progress,
+                             desc=f"epoch {epoch}")
         va = evaluate(model, val_loader, precision)
         if not math.isfinite(va["loss"]):
             raise DivergedError(f"validation loss became {va['loss']} at epoch {epoch}")
@@ -251,7 +243,7 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
             best_state = _cpu_state(model)
         else:
             bad_epochs += 1
-        stopped = patience > 0 and bad_epochs >= patience and epoch >= min_epochs
+        stopped = patience > 0 and bad_epochs >= patience and epoch >= config.min_epochs
         if should_stop is not None and should_stop(epoch, row):
             stopped = True
         if checkpoint:
@@ -264,6 +256,6 @@ def fit(model: nn.Module, train_loader: ArrayLoader, val_loader: ArrayLoader, *,
         if on_epoch_end is not None:
             on_epoch_end(row)
         bar.set_postfix(val_loss=f"{va['loss']:.3f}", val_acc=f"{va['accuracy']:.3f}", refresh=False)
-    if restore_best and best_state is not None:
+    if config.restore_best and best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(history, best_epoch, best_val_loss, stopped and len(history) < epochs, resumed_from, extra)

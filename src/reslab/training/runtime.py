@@ -58,21 +58,20 @@ def resolve_precision(setting: str, device: torch.device) -> Precision:
     return Precision(setting, device, dtype, channels_last=channels_last)
 
 
-def setup_runtime(train_cfg: Any, *, workers: int = 1, who: str = "") -> Precision:
+def setup_runtime(runtime: Any, *, workers: int = 1, who: str = "") -> Precision:
     """Threads, device and precision for one process; returns the precision plan.
 
     Args:
-        train_cfg: the `train:` section (or anything with `num_threads`, `device` and `precision`); its
-            `precision_setting()`, when it has one, resolves `auto` by `train.recipe` (original: fp32).
+        runtime: a resolved `config.resolve.RuntimeConfig` (`TrainingConfig.runtime`, `resolve_runtime(params)`),
+            or anything with `num_threads`, `device` and `precision` whose `auto` is left to the hardware.
         workers: processes sharing this machine's cores; torch threads = train.num_threads or cores // workers.
         who: prefix of the warning printed on stderr when the threads oversubscribe the cores.
     """
-    torch.set_num_threads(train_cfg.num_threads or hardware.default_threads(workers))
-    warning = hardware.oversubscription(train_cfg.num_threads, workers)
+    torch.set_num_threads(runtime.num_threads or hardware.default_threads(workers))
+    warning = hardware.oversubscription(runtime.num_threads, workers)
     if warning:
         print(f"{who + ': ' if who else ''}warning: {warning}", file=sys.stderr)
-    setting = train_cfg.precision_setting() if hasattr(train_cfg, "precision_setting") else train_cfg.precision
-    return resolve_precision(setting, resolve_device(train_cfg.device))
+    return resolve_precision(runtime.precision, resolve_device(runtime.device))
 
 
 def to_device(model: nn.Module, precision: Precision) -> nn.Module:

@@ -1,7 +1,7 @@
 """`reslab tune --role baseline|resnet`: one Optuna study per model over its own training section.
 
 Both roles get the same budget (tune.n_trials, tune.pruner, tune.epochs) and the pipeline's objective: a trial
-trains exactly as the training stage would (`recipe_from_params` of the trial's params: the same epoch cap, early
+trains exactly as the training stage would (`config.resolve` of the trial's params: the same epoch cap, early
 stopping and restored best weights) and scores the validation accuracy at the epoch the stage keeps (the lowest
 val loss), not the maximum over epochs; the test split is never opened. A trial reports that same quantity so far
 after every epoch, and unpromising trials are pruned. Each study lives in an Optuna storage (by default a journal

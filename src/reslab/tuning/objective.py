@@ -14,9 +14,9 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from ..config import Params, TuneConfig, with_overrides
+from ..config import Params, TrainingConfig, TuneConfig, resolve, with_overrides
 from ..data.prepared import ImageArrays
-from ..training import DivergedError, FitResult, Precision, Recipe, recipe_from_params, train_classifier
+from ..training import DivergedError, FitResult, Precision, train_classifier
 from .space import Dimension, suggest, trial_overrides
 from .storage import StaleTrialRetry
 from .study import TrialCounts, count_trials, make_sampler, trial_base_params
@@ -57,14 +57,14 @@ def trial_metrics(result: FitResult) -> dict[str, float]:
             "train_time_s": sum(r["epoch_time_s"] for r in result.history)}
 
 
-def train_trial(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, precision: Precision,
+def train_trial(config: TrainingConfig, train: ImageArrays, val: ImageArrays, *, precision: Precision,
                 should_stop: Callable[[int, dict[str, float]], bool] | None = None,
                 on_epoch_end: Callable[[dict[str, float]], None] | None = None, progress: bool = False) -> FitResult:
     """Train one trial's model as the stage would (same seed, loaders, augmentation, early stopping), without a
     checkpoint.
 
     Args:
-        recipe: the trial's recipe (`recipe_from_params` of the trial's params).
+        config: the trial's training config (`config.resolve` of the trial's params).
         train: the train split.
         val: the validation split.
         precision: device, autocast and memory-format plan.
@@ -72,7 +72,7 @@ def train_trial(recipe: Recipe, train: ImageArrays, val: ImageArrays, *, precisi
         on_epoch_end: called with every epoch's row (logging).
         progress: show progress bars.
     """
-    _, result = train_classifier(recipe, train, val, precision=precision, checkpoint=None,
+    _, result = train_classifier(config, train, val, precision=precision, checkpoint=None,
                                  should_stop=should_stop, on_epoch_end=on_epoch_end, progress=progress)
     return result
 
@@ -101,16 +101,16 @@ class Objective:
         self.train, self.val, self.precision, self.tracker, self.progress = train, val, precision, tracker, progress
         self.last_trial_number: int | None = None
 
-    def recipe(self, overrides: dict[str, Any]) -> Recipe:
-        """The recipe the training stage would use with the trial's params."""
-        return recipe_from_params(with_overrides(self.params, overrides), self.role)
+    def config(self, overrides: dict[str, Any]) -> TrainingConfig:
+        """The training config the training stage would resolve from the trial's params."""
+        return resolve(with_overrides(self.params, overrides), self.role)
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.last_trial_number = trial.number
         sampled = suggest(trial, self.space)
         overrides = trial_overrides(sampled, self.role)
         trial.set_user_attr("overrides", overrides)  # the params keys `--apply` writes
-        recipe = self.recipe(overrides)
+        config = self.config(overrides)
         if self.tracker:
             frozen = trial.study.get_trials(deepcopy=False)[trial.number]
             retry_of = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
@@ -126,7 +126,7 @@ class Objective:
             return pruned
 
         try:
-            result = train_trial(recipe, self.train, self.val, precision=self.precision, should_stop=should_stop,
+            result = train_trial(config, self.train, self.val, precision=self.precision, should_stop=should_stop,
                                  on_epoch_end=self.tracker.log_epoch if self.tracker else None,
                                  progress=self.progress)
         except KeyboardInterrupt:
@@ -143,7 +143,7 @@ class Objective:
                 self.tracker.end_trial("PRUNED", metrics)
             raise optuna.TrialPruned(f"val_accuracy {metrics['best_val_accuracy']:.4f} at epoch "
                                      f"{metrics['best_epoch']:.0f} (the lowest val loss) after epoch "
-                                     f"{len(result.history)} of {recipe.epochs}")
+                                     f"{len(result.history)} of {config.epochs}")
         if self.tracker:
             self.tracker.end_trial("COMPLETE", metrics)
         return metrics["best_val_accuracy"]

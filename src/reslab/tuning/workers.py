@@ -14,7 +14,7 @@ from pathlib import Path
 from optuna.exceptions import ExperimentalWarning
 
 from .. import tracking
-from ..config import Params, TuneConfig
+from ..config import Params, TuneConfig, resolve_runtime
 from ..data.prepared import load_prepared
 from ..layout import Layout
 from ..tracking.sweep import MlflowTrialTracker
@@ -62,7 +62,7 @@ def quiet_optuna() -> None:
 def worker_main(spec: WorkerSpec) -> TrialCounts:
     """One worker: its own storage connection, data, torch threads and MLflow client, then the trial loop."""
     quiet_optuna()
-    precision = setup_runtime(spec.params.train, workers=spec.workers, who="reslab tune")
+    precision = setup_runtime(resolve_runtime(spec.params), workers=spec.workers, who="reslab tune")
     layout = Layout(spec.root)
     train, val = load_prepared(layout.prepared_dir, "train"), load_prepared(layout.prepared_dir, "val")
     tracking.mlflow.set_tracking_uri(spec.tracking_uri)

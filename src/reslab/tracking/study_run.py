@@ -1,14 +1,15 @@
-"""The depth study in MLflow: one parent run per study (the family run of `tracking.training_run`, keyed by the
-budget's fingerprint), a child run per cell with its per-epoch metrics, summary and curve figure, and the report's
-aggregate, files and figures on the parent. No model is logged or registered, and no alias is touched."""
+"""The depth study's runs in MLflow (studies/depth/dvc.yaml, run by stages/depth_train.py and depth_report.py):
+one parent run per study (the family run of `tracking.training_run`, keyed by the budget's fingerprint), a child
+run per cell with its per-epoch metrics, summary and curve figure, and the report's aggregate, files and figures on
+the parent. No model is logged or registered, and no alias is touched."""
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..tracking import MlflowClient, log_figure, log_metrics_to_run, mlflow, run_label
-from ..tracking.training_run import TrainingRun, training_run
+from . import MlflowClient, log_figure, log_metrics_to_run, mlflow, run_label
+from .training_run import TrainingRun, training_run
 
 STAGE = "depth_study"  # the stage tag of the study's runs, parent and children
 
@@ -66,7 +67,7 @@ def log_study_result(parent_ids: set[str], params: dict[str, object], metrics: d
     Args:
         parent_ids: the parent run(s) of the reported cells (one, unless the budget changed between cells).
         params: the budget as flat params (the same for every cell of a parent, as the parent is the budget's).
-        metrics: the flat aggregate (`analysis.flat_metrics`).
+        metrics: the flat aggregate (`depth_study.analysis.flat_metrics`).
         tags: e.g. the verdict per depth.
         files: the report and metrics.json (artifacts at the run's top level).
         figures: PNG files (under figures/).

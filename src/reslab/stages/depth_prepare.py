@@ -6,14 +6,14 @@ import json
 import time
 from pathlib import Path
 
-from ...data.prepared import prepare_split
-from ...data.splitting import SPLITS, read_classes, read_split
-from ...hardware import default_threads
-from ..layout import StudyLayout
-from ..params import load_study_params
+from ..data.prepared import prepare_split
+from ..data.splitting import SPLITS, read_classes, read_split
+from ..depth_study.layout import StudyLayout
+from ..depth_study.params import load_study_params
+from ..hardware import default_threads
 
 
-def prepare(root: Path, params_file: Path) -> None:
+def main(root: Path, params_file: Path) -> None:
     """Stage `prepare`: the main pipeline's train/val/test split (artifacts/split) resized to data.image_size."""
     p = load_study_params(params_file)
     layout = StudyLayout(root)

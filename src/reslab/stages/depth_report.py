@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ... import plots, tracking
-from ...config import flatten
-from ...data.prepared import load_prepared
-from ...models.serialization import load_model_file
-from ...training import ArrayLoader, evaluate, setup_runtime, to_device
-from ..analysis import analyse, flat_metrics, metrics_summary
-from ..layout import StudyLayout
-from ..params import FAMILIES, StudyParams, budget_params, cells, load_study_params
-from ..report import report_markdown
-from ..runs import log_study_result
+from .. import plots, tracking
+from ..config import flatten
+from ..data.prepared import load_prepared
+from ..depth_study.analysis import analyse, flat_metrics, metrics_summary
+from ..depth_study.cell import study_runtime
+from ..depth_study.layout import REPRO, StudyLayout
+from ..depth_study.params import FAMILIES, StudyParams, budget_params, cells, load_study_params
+from ..depth_study.report import report_markdown
+from ..models.serialization import load_model_file
+from ..tracking.study_run import log_study_result
+from ..training import ArrayLoader, evaluate, setup_runtime, to_device
 
 
 def _load_cells(layout: StudyLayout, p: StudyParams, test, precision) -> tuple[list[dict], dict]:
@@ -26,12 +27,11 @@ def _load_cells(layout: StudyLayout, p: StudyParams, test, precision) -> tuple[l
     for family, depth, seed in cells(p):
         path = layout.cell_summary(family, depth, seed)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no cell {family} depth {depth} seed {seed}; run `dvc repro "
-                                    "studies/depth/dvc.yaml`")
+            raise FileNotFoundError(f"{path}: no cell {family} depth {depth} seed {seed}; run `{REPRO}`")
         model, meta = load_model_file(layout.cell_model(family, depth, seed), precision.device)
         if meta["classes"] != test.classes:
             raise ValueError(f"{layout.cell_model(family, depth, seed)}: trained on classes {meta['classes']}, but "
-                             f"the test split has {test.classes}; rerun `dvc repro studies/depth/dvc.yaml`")
+                             f"the test split has {test.classes}; rerun `{REPRO}`")
         scores = evaluate(to_device(model, precision), loader, precision)
         rows.append({**json.loads(path.read_text()), "test_error": 1.0 - scores["accuracy"],
                      "test_loss": scores["loss"]})
@@ -39,13 +39,13 @@ def _load_cells(layout: StudyLayout, p: StudyParams, test, precision) -> tuple[l
     return rows, curves
 
 
-def report(root: Path, params_file: Path) -> dict:
+def main(root: Path, params_file: Path) -> dict:
     """Stage `report`: the only reader of the test split; writes the report, metrics.json and the figures, and
     logs them onto the study's parent run."""
     p = load_study_params(params_file)
     tracking.setup(root, p.mlflow.experiment_name)  # the project's store; fails now if a server is down
     layout = StudyLayout(root)
-    precision = setup_runtime(p.train, who="depth study report")
+    precision = setup_runtime(study_runtime(p), who="depth study report")
     test = load_prepared(layout.prepared, "test")
     rows, curves = _load_cells(layout, p, test, precision)
     result = analyse(rows, p.depths, p.seeds, p.report.confidence)

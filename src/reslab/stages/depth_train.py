@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...config import ConfigError
-from ...data.prepared import load_prepared
-from ...models.cifar import blocks_per_stage
-from ...models.serialization import save_model_file
-from ...tracking import check_store, log_params_flat
-from ...training import ArrayLoader, evaluate, resumable_state, setup_runtime, train_classifier
-from ...training.recipe import fingerprint, recipe_params
-from ..cell import cell_recipe, cell_summary, remaining_seconds, with_errors
-from ..layout import StudyLayout
-from ..params import FAMILIES, StudyParams, budget_params, cells, load_study_params
-from ..runs import cell_run, log_cell_result, parent_of, study_run_name
+from ..config import ConfigError
+from ..data.prepared import load_prepared
+from ..depth_study.cell import cell_config, cell_summary, remaining_seconds, with_errors
+from ..depth_study.layout import StudyLayout
+from ..depth_study.params import FAMILIES, StudyParams, budget_params, cells, load_study_params
+from ..models.cifar import blocks_per_stage
+from ..models.serialization import save_model_file
+from ..tracking import check_store, log_params_flat
+from ..tracking.study_run import cell_run, log_cell_result, parent_of, study_run_name
+from ..training import (ArrayLoader, evaluate, fingerprint, resumable_state, setup_runtime, train_classifier,
+                        training_params)
 
 
 def _epoch_line(label: str, row: dict, epochs: int) -> str:
@@ -44,7 +44,7 @@ def progress_line(layout: StudyLayout, p: StudyParams, study: str, current: dict
     return f"study: {len(done)} of {len(done) + len(todo)} cells done; about {when} left"
 
 
-def train(root: Path, params_file: Path, family: str, depth: int, seed: int, progress: bool = False) -> dict:
+def main(root: Path, params_file: Path, family: str, depth: int, seed: int, progress: bool = False) -> dict:
     """Stage `train@<family>-<depth>-<seed>`: one cell, resumable from its last epoch into the same MLflow run.
 
     Args:
@@ -63,9 +63,9 @@ def train(root: Path, params_file: Path, family: str, depth: int, seed: int, pro
     check_store(root)
     layout = StudyLayout(root)
     label = f"train@{family}-{depth}-{seed}"
-    precision = setup_runtime(p.train, who=label)
+    config = cell_config(p, family, depth, seed)
+    precision = setup_runtime(config.runtime, who=label)
     train_split, val_split = load_prepared(layout.prepared, "train"), load_prepared(layout.prepared, "val")
-    recipe = cell_recipe(p, family, depth, seed)
     study = fingerprint(budget_params(p), layout.prepared)  # the same budget and data, any cell
     fp = fingerprint({**budget_params(p), "cell": [family, depth, seed]}, layout.prepared)
     ckpt = layout.cell_checkpoint(family, depth, seed)
@@ -77,28 +77,28 @@ def train(root: Path, params_file: Path, family: str, depth: int, seed: int, pro
     with cell_run(root, p.mlflow.experiment_name, family=family, depth=depth, seed=seed, ledger=ledger,
                   fingerprint=fp, study=study,
                   study_name=study_run_name(p.data.image_size, p.train.epochs, p.train.lr),
-                  tags={"model": recipe.model, "precision": precision.name, "device": str(precision.device)}) as run:
+                  tags={"model": config.model, "precision": precision.name, "device": str(precision.device)}) as run:
         if done or run.resumed:
             print(f"{label}: resuming after epoch {len(done)} in MLflow run {run.run_id}")
         run.catch_up(done)  # epochs checkpointed but killed before they were logged
-        log_params_flat(recipe_params(recipe))
+        log_params_flat(training_params(config))
 
         def on_epoch_end(row: dict) -> None:
             run.log_epoch(row)
-            print(_epoch_line(label, row, recipe.epochs), flush=True)
+            print(_epoch_line(label, row, config.epochs), flush=True)
 
-        model, result = train_classifier(recipe, train_split, val_split, precision=precision, checkpoint=ckpt,
+        model, result = train_classifier(config, train_split, val_split, precision=precision, checkpoint=ckpt,
                                          fingerprint=fp, extra={"mlflow_run_id": run.run_id},
                                          on_epoch_end=on_epoch_end, progress=progress)
         final = evaluate(model, ArrayLoader(train_split, 256, shuffle=False, device=precision.device), precision)
-        save_model_file(layout.cell_model(family, depth, seed), model, name=recipe.model,
-                        model_args=recipe.model_args, classes=train_split.classes, image_size=recipe.image_size,
+        save_model_file(layout.cell_model(family, depth, seed), model, name=config.model,
+                        model_args=config.model_args, classes=train_split.classes, image_size=config.image_size,
                         extra={"family": family, "depth": depth, "seed": seed, "mlflow_run_id": run.run_id})
         history = with_errors(result.history)
         summary = cell_summary(history, final, family=family, depth=depth, seed=seed,
                                n_parameters=sum(q.numel() for q in model.parameters()), study=study,
                                wall_time_s=earlier + time.perf_counter() - t0)
-        log_cell_result(summary, history, title=f"{label} ({recipe.model}, depth {depth})")
+        log_cell_result(summary, history, title=f"{label} ({config.model}, depth {depth})")
         summary.update(mlflow_run_id=run.run_id, mlflow_parent_run_id=parent_of(run.run_id),
                        mlflow_experiment_id=run.experiment_id)
         for path in (layout.cell_summary(family, depth, seed), layout.cell_curve(family, depth, seed)):

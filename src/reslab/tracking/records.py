@@ -1,0 +1,103 @@
+"""What a run records: flat params, per-epoch metrics at step=epoch, split manifests as dataset inputs, figures,
+the served model, and metrics added to a finished run. (Named `records`, not `logging`, so as not to shadow the
+standard library's module inside this package.)"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+EPOCH_METRICS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
+
+
+def log_params_flat(params: dict[str, Any]) -> None:
+    """Log a flat {key: value} dict; MLflow caps values at 6000 chars, so long values are truncated."""
+    mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+
+
+def logged_epochs(run_id: str, metric: str = "val_loss") -> set[int]:
+    """Steps already logged for `metric` in a run (to resume without duplicating epochs)."""
+    return {m.step for m in MlflowClient().get_metric_history(run_id, metric)}
+
+
+def log_epoch(row: dict[str, float], prefix: str = "") -> None:
+    """Log one epoch's metrics at step=epoch into the active run."""
+    mlflow.log_metrics({f"{prefix}{k}": float(row[k]) for k in EPOCH_METRICS if k in row}, step=int(row["epoch"]))
+
+
+def log_dataset(df, source: Path, name: str, context: str) -> None:
+    """Record a split manifest as an MLflow dataset input.
+
+    Two MLflow hints are silenced here, as they do not apply: the integer `label` column has no missing values, and
+    a local path is meant as a local file source.
+
+    Args:
+        df: the manifest (a `label` column is the target).
+        source: the manifest's file.
+        name: the dataset's name in the run (train, val, test).
+        context: MLflow's input context (training, validation, testing).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways", category=UserWarning)
+        dataset = mlflow.data.from_pandas(df, source=str(source), name=name, targets="label")
+        mlflow.log_input(dataset, context=context)
+
+
+def log_test_dataset(split_dir: Path) -> None:
+    """Record the test split's manifest as the evaluation run's dataset input (context "testing")."""
+    import pandas as pd
+
+    log_dataset(pd.read_csv(split_dir / "test.csv"), split_dir / "test.csv", name="test", context="testing")
+
+
+def log_figure(fig, artifact_file: str) -> None:
+    """Log a matplotlib figure into the active run and close it."""
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def log_model(model_file: Path, name: str = "model") -> str:
+    """Log the served model (`reslab.serving`): a pyfunc logged from code (`serving.MODEL_CODE`, no pickle) whose
+    one artifact is the weights-only `model_file`; encoded images in, class names and probabilities out, with that
+    signature and a real PNG as input example. Returns the model URI.
+
+    Args:
+        model_file: the weights file the training stage saved.
+        name: the logged model's name in the run.
+    """
+    import tempfile
+    from importlib.metadata import version
+
+    from .. import serving
+
+    # Explicit requirements skip MLflow's slow inference; reslab itself must be installed where the model loads.
+    requirements = [f"{dist}=={version(dist).split('+')[0]}" for dist in ("torch", "pillow", "numpy", "pandas")]
+    with tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp) / serving.MODEL_CODE_FILE
+        code.write_text(serving.MODEL_CODE)
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=str(code), artifacts={serving.MODEL_FILE: str(model_file)},
+            signature=serving.SIGNATURE, input_example=serving.input_example(), pip_requirements=requirements,
+        )
+    return info.model_uri
+
+
+def log_metrics_to_run(run_id: str, metrics: dict[str, float]) -> None:
+    """Add metrics to a (possibly finished) run, e.g. test metrics into each training run; a metric the run already
+    holds with the same value is not logged again (a rerun after a kill adds no duplicate points).
+
+    Args:
+        run_id: the run to add to.
+        metrics: {name: value}.
+    """
+    client = MlflowClient()
+    held = client.get_run(run_id).data.metrics
+    for k, v in metrics.items():
+        if held.get(k) != float(v):
+            client.log_metric(run_id, k, float(v))

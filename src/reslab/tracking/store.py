@@ -1,0 +1,121 @@
+"""Where runs go: the tracking URI, the check that a tracking server answers before a stage works, and the
+experiment (created on first use, with its artifact location)."""
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from ..errors import TrackingServerError
+
+SERVER_PROBE_TIMEOUT_S = 10.0  # one bounded request: MLflow's own client retries a dead server for minutes
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy stores other than SQLite, e.g. postgresql+psycopg
+
+
+def tracking_uri(root: Path) -> str:
+    """An explicit MLFLOW_TRACKING_URI wins; else an absolute sqlite:///<root>/mlflow.db (MLflow 3's default store)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def _is_local(uri: str) -> bool:
+    """A store that lives in one folder of this machine: an SQLite file, a file: store, a plain path.
+
+    A database server (postgresql://...) is not: runs may come from several machines, and no project folder is
+    theirs to share; see `check_store`."""
+    return uri.startswith(("sqlite:", "file:")) or ("://" not in uri and not uri.startswith("databricks"))
+
+
+def _scheme(uri: str) -> str:
+    """'http', 'postgresql', ... ('postgresql+psycopg' -> 'postgresql'); '' for a plain path."""
+    return uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+
+
+def _redacted(uri: str) -> str:
+    """The URI without a password, for messages."""
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", uri)
+
+
+def _probe_server(uri: str, timeout: float = SERVER_PROBE_TIMEOUT_S) -> None:
+    """One request to the tracking server that also reaches its backend store; raise TrackingServerError unless
+    it answers. A refusal of credentials (401/403) counts as an answer: MLflow's client sends them later."""
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code < 500:  # 404: no such experiment; 401/403: credentials wanted
+            return
+        problem = f"it answered HTTP {e.code} ({e.reason}): its backend store may be down; see the server's log"
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, ssl.SSLError):  # certificates: MLflow's client has its own TLS settings
+            return
+        problem = f"no answer ({e.reason})"
+    except OSError as e:  # a timeout while reading, a reset connection
+        problem = f"no answer within {timeout:g} s ({e})"
+    raise TrackingServerError(
+        f"the MLflow tracking server MLFLOW_TRACKING_URI={_redacted(uri)} is not reachable: {problem}. Start it "
+        "(on the server machine: scripts/mlflow_server.sh start DIR, which prints the URI to use), or unset "
+        "MLFLOW_TRACKING_URI to record runs in this project's own mlflow.db")
+
+
+_warned_database: set[str] = set()  # URIs already warned about in this process: the warning is said once
+
+
+def check_store(root: Path) -> str:
+    """Check the tracking store before a stage does any work, and return its URI.
+
+    A tracking server (http, https) must answer one bounded request, else TrackingServerError: a stage never
+    trains for nothing because its results cannot be recorded. A database URI (postgresql://...) with no server in
+    front is allowed, with a warning: runs and metrics are shared, but artifacts (models, figures) go to MLflow's
+    default folder, ./mlruns, on whichever machine creates the experiment, where other machines cannot reach them.
+    Several machines need scripts/mlflow_server.sh (a server on the same database, with proxied artifacts).
+
+    Args:
+        root: project root (the default store is <root>/mlflow.db).
+    """
+    uri = tracking_uri(root)
+    scheme = _scheme(uri)
+    if scheme in ("http", "https"):
+        _probe_server(uri)
+    elif scheme in DATABASE_SCHEMES and uri not in _warned_database:
+        _warned_database.add(uri)
+        print(f"reslab: warning: MLFLOW_TRACKING_URI is a {scheme} database with no MLflow server in front: "
+              "artifacts (models, figures) stay on the machine that creates the experiment (MLflow's default "
+              "./mlruns). For several machines, start scripts/mlflow_server.sh on this database and set "
+              "MLFLOW_TRACKING_URI=http://HOST:PORT instead.", file=sys.stderr)
+    return uri
+
+
+def setup(root: Path, experiment_name: str) -> str:
+    """Point MLflow at the project's store (checked by `check_store`) and return the experiment id (created on
+    first use).
+
+    Artifacts of a local store go to <root>/mlartifacts. A tracking server keeps them where its
+    --artifacts-destination says (nothing is written into the project); a database without a server leaves them
+    to MLflow's default location.
+
+    Args:
+        root: project root.
+        experiment_name: the MLflow experiment (params.yaml's mlflow.experiment_name).
+    """
+    uri = check_store(root)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is not None:
+        return exp.experiment_id
+    location = (root / "mlartifacts").resolve().as_uri() if _is_local(uri) else None
+    try:
+        return client.create_experiment(experiment_name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # another process created it first
+        exp = client.get_experiment_by_name(experiment_name)
+        if exp is None:
+            raise
+        return exp.experiment_id
