@@ -145,3 +145,52 @@ def test_a_killed_evaluate_leaves_no_running_run(prepared_project, tmp_path):
     for role in ("baseline", "resnet"):
         info = json.loads((root / f"models/{role}/seed_1.run.json").read_text())
         assert len(client.get_metric_history(info["run_id"], "test_accuracy")) == 1
+
+
+KILL_AT_UNLINK = '''
+import os, pathlib, signal
+_name = os.environ["RESLAB_TEST_KILL_AT_UNLINK"]
+_unlink = pathlib.Path.unlink
+def _unlink_or_die(self, *args, **kwargs):
+    if self.name == _name and ".reslab" in self.parts:  # the stage removing its resume state: die right there
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _unlink(self, *args, **kwargs)
+pathlib.Path.unlink = _unlink_or_die
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", ["seed_1.pt", "seed_1.mlflow.json"])
+def test_a_kill_between_the_runs_end_and_its_cleanup_leaves_one_finished_run(prepared_project, tmp_path, at):
+    """SIGKILL placed in the window after the replicate's run has ended FINISHED: as the stage removes its resume
+    checkpoint (which it does first), or its run ledger (next). The rerun reopens that run: one FINISHED run, each
+    epoch once, one logged model, and the same outputs as an uninterrupted run."""
+    params = {**TINY_PARAMS, "train.epochs": 3, "train.patience": 0}
+    reference = copy_project(prepared_project, tmp_path / "reference", params)
+    run(["reslab", "train", "resnet", "--seed", "1", "--no-progress"], reference)
+    root = copy_project(prepared_project, tmp_path / "killed", params)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_AT_UNLINK)
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+           "PYTHONPATH": str(hook), "RESLAB_TEST_KILL_AT_UNLINK": at}
+    proc = subprocess.run([str(BIN / "reslab"), "train", "resnet", "--seed", "1", "--no-progress"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
+    client, runs = all_runs(root)
+    assert [r.info.status for r in runs] == ["FINISHED"], "the kill was meant to land after the run ended"
+    assert (root / ".reslab/checkpoints/train_resnet/seed_1.mlflow.json").exists()
+
+    run(["reslab", "train", "resnet", "--seed", "1", "--no-progress"], root)
+    client, runs = all_runs(root)
+    assert [r.info.status for r in runs] == ["FINISHED"], "the rerun must reopen the finished run, not add one"
+    run_id = runs[0].info.run_id
+    for metric in ("train_loss", "val_accuracy"):
+        assert sorted(m.step for m in client.get_metric_history(run_id, metric)) == [1, 2, 3]
+    assert len(client.get_metric_history(run_id, "best_val_accuracy")) == 1
+    models = client.search_logged_models([runs[0].info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    assert len(models) == 1
+    cols = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(pd.read_csv(root / "plots/train_resnet/seed_1.csv")[cols],
+                                  pd.read_csv(reference / "plots/train_resnet/seed_1.csv")[cols])
+    assert not (root / ".reslab/checkpoints/train_resnet/seed_1.pt").exists()

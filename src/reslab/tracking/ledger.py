@@ -53,8 +53,10 @@ def start_stage_run(ledger: Path, *, experiment_id: str, run_name: str, tags: di
     Before the run is created, `ledger` (a small JSON file beside the stage's resume state) records a fresh attempt
     token, and the run carries that token as a tag; its id is recorded as soon as it exists. The next start reads
     the ledger: with `resume` and the same `fingerprint` it continues that run (a training stage resumed from its
-    checkpoint, or killed before its first epoch ended); otherwise the previous attempt's run, if still RUNNING, is
-    marked KILLED. A FINISHED run is never resumed. The caller deletes `ledger` once the stage's outputs are written.
+    checkpoint, or killed before its first epoch ended, or killed after its run ended but before the caller deleted
+    its resume state: a FINISHED run, which is then reopened rather than duplicated); otherwise the previous
+    attempt's run, if still RUNNING, is marked KILLED. The caller deletes `ledger` once the stage's outputs are
+    written, after its other resume state.
 
     Args:
         ledger: the stage's ledger file, e.g. .reslab/checkpoints/train_resnet.mlflow.json.
@@ -73,7 +75,7 @@ def start_stage_run(ledger: Path, *, experiment_id: str, run_name: str, tags: di
     if state is not None:
         for run in _ledger_runs(client, state):
             if (resume and resumed is None and state.get("fingerprint") == fingerprint
-                    and run.info.experiment_id == experiment_id and run.info.status != "FINISHED"):
+                    and run.info.experiment_id == experiment_id):
                 resumed = run
             elif run.info.status == "RUNNING":  # killed, and never to be continued
                 client.set_terminated(run.info.run_id, status="KILLED")

@@ -21,6 +21,7 @@ from .records import log_dataset, log_epoch, log_figure, log_model, log_params_f
 from .store import setup
 
 INPUTS_TAG = "inputs_logged"  # set once params, datasets and the examples figure are in the run
+RESULT_TAG = "result_model_uri"  # set once the summary, curves and model are in the run: the logged model's URI
 
 
 class TrainingRun:
@@ -35,6 +36,9 @@ class TrainingRun:
         self.run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
         self.resumed = resumed
+        # epochs already in a resumed run: a replicate killed after its run ended but before its resume checkpoint
+        # was removed retrains from scratch into it (deterministically), and must not log those epochs again
+        self._logged = logged_epochs(self.run_id) if resumed else set()
 
     @property
     def inputs_logged(self) -> bool:
@@ -63,14 +67,14 @@ class TrainingRun:
     def catch_up(self, history: list[dict[str, float]]) -> None:
         """Log the epochs of a resume checkpoint that a kill kept out of the run; epochs already there are not
         logged again."""
-        done = logged_epochs(self.run_id)
         for row in history:
-            if row["epoch"] not in done:
-                log_epoch(row)
+            self.log_epoch(row)
 
     def log_epoch(self, row: dict[str, float]) -> None:
-        """One finished epoch at step=epoch (the training loop's `on_epoch_end`)."""
-        log_epoch(row)
+        """One finished epoch at step=epoch (the training loop's `on_epoch_end`), unless the run already has it."""
+        if int(row["epoch"]) not in self._logged:
+            log_epoch(row)
+            self._logged.add(int(row["epoch"]))
 
     def log_result(self, summary: dict[str, float], history: list[dict[str, float]], *, model_file: Path,
                    title: str) -> str:
@@ -79,9 +83,14 @@ class TrainingRun:
         returns the logged model's URI."""
         from .. import plots
 
+        done = MlflowClient().get_run(self.run_id).data.tags.get(RESULT_TAG)
+        if done:  # logged before a kill that came after the run ended: the same result, already there
+            return done
         mlflow.log_metrics({k: float(v) for k, v in summary.items()})
         log_figure(plots.learning_curves(history, title=title), "figures/learning_curves.png")
-        return log_model(model_file)
+        uri = log_model(model_file)
+        mlflow.set_tag(RESULT_TAG, uri)
+        return uri
 
 
 FAMILY_TAG = "family"  # the recipe + data fingerprint that a role's replicates share (their seed aside)
