@@ -194,3 +194,16 @@ def test_a_kill_between_the_runs_end_and_its_cleanup_leaves_one_finished_run(pre
     pd.testing.assert_frame_equal(pd.read_csv(root / "plots/train_resnet/seed_1.csv")[cols],
                                   pd.read_csv(reference / "plots/train_resnet/seed_1.csv")[cols])
     assert not (root / ".reslab/checkpoints/train_resnet/seed_1.pt").exists()
+
+
+@pytest.mark.slow
+def test_training_runs_record_system_metrics(prepared_project, tmp_path):
+    """MLflow's own system metrics (CPU, memory) on every training run; the sampling interval a user sets wins."""
+    root = copy_project(prepared_project, tmp_path / "system", {**TINY_PARAMS, "train.epochs": 3, "train.patience": 0})
+    run(["reslab", "train", "resnet", "--seed", "1", "--no-progress"], root,
+        env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"})
+    client, runs = all_runs(root)
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    metrics = runs[0].data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= metrics.keys(), metrics
+    assert len(client.get_metric_history(runs[0].info.run_id, "system/cpu_utilization_percentage")) >= 2

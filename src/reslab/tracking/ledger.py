@@ -47,7 +47,8 @@ def _ledger_runs(client: MlflowClient, state: dict) -> list:
 
 
 def start_stage_run(ledger: Path, *, experiment_id: str, run_name: str, tags: dict[str, str],
-                    fingerprint: str = "", resume: bool = True) -> tuple[mlflow.ActiveRun, bool]:
+                    fingerprint: str = "", resume: bool = True,
+                    system_metrics: bool = False) -> tuple[mlflow.ActiveRun, bool]:
     """Start a stage's MLflow run so that no kill, at any moment, leaves a run RUNNING that nobody will finish.
 
     Before the run is created, `ledger` (a small JSON file beside the stage's resume state) records a fresh attempt
@@ -65,6 +66,7 @@ def start_stage_run(ledger: Path, *, experiment_id: str, run_name: str, tags: di
         tags: tags of a new run; set again on a resumed one.
         fingerprint: identifies the configuration; only a run of the same configuration is resumed.
         resume: False for stages that always start a new run (evaluate).
+        system_metrics: record MLflow's system metrics (CPU, memory, disk, GPU when present) while the run is open.
 
     Returns:
         The active run (use it as a context manager) and whether it is a resumed one.
@@ -81,12 +83,12 @@ def start_stage_run(ledger: Path, *, experiment_id: str, run_name: str, tags: di
                 client.set_terminated(run.info.run_id, status="KILLED")
     if resumed is not None:
         _write_ledger(ledger, {**state, "run_id": resumed.info.run_id})
-        active = mlflow.start_run(run_id=resumed.info.run_id)
+        active = mlflow.start_run(run_id=resumed.info.run_id, log_system_metrics=system_metrics)
         mlflow.set_tags(tags)
         return active, True
     entry = {"fingerprint": fingerprint, "experiment_id": experiment_id, "attempt": uuid.uuid4().hex, "run_id": None}
     _write_ledger(ledger, entry)
     active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
-                              tags={**tags, ATTEMPT_TAG: entry["attempt"]})
+                              tags={**tags, ATTEMPT_TAG: entry["attempt"]}, log_system_metrics=system_metrics)
     _write_ledger(ledger, {**entry, "run_id": active.info.run_id})
     return active, False
