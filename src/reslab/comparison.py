@@ -134,9 +134,16 @@ def _clean(value: Any) -> Any:
 
 
 def metrics_summary(result: dict) -> dict:
-    """metrics/evaluate.json: what `dvc metrics show/diff` compares (no per-class detail, no NaN)."""
+    """metrics/evaluate.json: what `dvc metrics show/diff` and `dvc exp show` compare (no per-class detail, no NaN).
+    The answer comes first, as the first columns of `dvc exp show`: the verdict, ResNet - CNN with its interval and
+    each model's mean test accuracy; then the details."""
     c = result["comparison"]
-    out: dict[str, Any] = {"n_test": result["n_test"], "n_replicates": c["n_replicates"]}
+    interval, models = c["interval"], result["models"]
+    out: dict[str, Any] = {
+        "verdict": c["verdict"]["label"], "resnet_minus_baseline": interval["diff"], "ci_low": interval["ci_low"],
+        "ci_high": interval["ci_high"],
+        **{f"{role}_accuracy": m["summary"]["accuracy"]["mean"] for role, m in models.items()},
+        "n_test": result["n_test"], "n_replicates": c["n_replicates"]}
     for role, m in result["models"].items():
         s = m["summary"]
         out[role] = {"accuracy_mean": s["accuracy"]["mean"], "accuracy_sd": s["accuracy"]["sd"],
