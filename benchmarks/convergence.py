@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from reslab.config import load_params, resolve, resolve_runtime
-from reslab.data.prepared import load_prepared
+from reslab.data.prepared import load_train_val
+from reslab.layout import Layout
 from reslab.training import setup_runtime, train_classifier
 
 
@@ -44,7 +45,8 @@ def main() -> None:
     params = load_params(args.params)
     precision = setup_runtime(resolve_runtime(params), who="convergence")
     prepared = args.root / "artifacts" / "prepared"
-    train, val = load_prepared(prepared, "train"), load_prepared(prepared, "val")
+    train, val = load_train_val(prepared, Layout(args.root).replicate_splits, params.replicates.design,
+                                params.replicates.seeds[0])  # replicate 0's, as `reslab tune`
     cfg = params.train
     print(f"{args.role}: {params.data.image_size} px, {len(train)} train / {len(val)} val images, {precision.name}, "
           f"rule: min_epochs {cfg.min_epochs}, patience {cfg.patience}")

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from reslab.config import load_params, resolve, resolve_runtime
-from reslab.data.prepared import load_prepared
+from reslab.data.prepared import load_train_val
+from reslab.layout import Layout
 from reslab.training import setup_runtime, train_classifier
 from reslab.training import loop
 
@@ -33,7 +34,8 @@ def main() -> None:
     params = load_params(args.root / "params.yaml")
     precision = setup_runtime(resolve_runtime(params))
     prepared = args.root / "artifacts" / "prepared"
-    train, val = load_prepared(prepared, "train"), load_prepared(prepared, "val")
+    train, val = load_train_val(prepared, Layout(args.root).replicate_splits, params.replicates.design,
+                                params.replicates.seeds[0])  # replicate 0's, as `reslab tune`
     if args.schedule == "cos":  # the loop's schedule hook is a step function; cosine replaces it for this script
         loop.lr_at = lambda epoch, lr, milestones=(), gamma=0.1: lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1)
                                                                                             / args.epochs))

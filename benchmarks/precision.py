@@ -23,7 +23,8 @@ import torch
 from scipy import stats
 
 from reslab.config import load_params, resolve, resolve_runtime
-from reslab.data.prepared import load_prepared
+from reslab.data.prepared import load_train_val
+from reslab.layout import Layout
 from reslab.training import resolve_precision, setup_runtime, train_classifier
 
 from machine import QuietWait
@@ -60,7 +61,8 @@ def main() -> None:
     params = load_params(ROOT / "params.yaml")
     setup_runtime(dataclasses.replace(resolve_runtime(params), num_threads=args.threads, device="cpu"), who="precision")
     prepared = ROOT / "artifacts/prepared"
-    train, val = load_prepared(prepared, "train"), load_prepared(prepared, "val")
+    train, val = load_train_val(prepared, Layout(ROOT).replicate_splits, params.replicates.design,
+                                params.replicates.seeds[0])  # replicate 0's, as `reslab tune`
     print(f"{len(train)} train / {len(val)} val images at {train.images.shape[1]} px, {len(train.classes)} classes; "
           f"{args.epochs} epochs, patience 0, batch {params.train.batch_size}, lr {params.train.lr}, augmentation "
           f"magnitude {params.augment.magnitude}; {torch.get_num_threads()} threads")

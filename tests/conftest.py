@@ -27,6 +27,7 @@ TINY_PARAMS = {
     "train.epochs": 2,
     "train.min_epochs": 0,
     "replicates.seeds": [1, 2],
+    "replicates.folds": 2,  # kfold (the default): 1 repeat x 2 folds
     "train.num_threads": 1,
     "evaluate.n_bootstrap": 200,
     "evaluate.n_prediction_examples": 3,

@@ -126,8 +126,7 @@ def test_a_changed_config_does_not_resume_a_stale_checkpoint(prepared_project, t
 
 @pytest.mark.slow
 def test_a_killed_evaluate_leaves_no_running_run(prepared_project, tmp_path):
-    root = copy_project(prepared_project, tmp_path / "evaluate", {**TINY_PARAMS, "train.epochs": 1,
-                                                                         "replicates.seeds": [1]})
+    root = copy_project(prepared_project, tmp_path / "evaluate", {**TINY_PARAMS, "train.epochs": 1})  # kfold: 2 seeds
     for role in ("baseline", "resnet"):
         run(["reslab", "train", role, "--no-progress"], root)
     ledger = root / ".reslab/checkpoints/evaluate.mlflow.json"

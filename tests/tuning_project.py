@@ -34,6 +34,7 @@ TINY_STUDY = {
     "tune.heartbeat_interval": 1,
     "tune.search_space.resnet.depth": [1, 2],
     "tune.search_space.resnet.width": [8, 16, 8],
+    "replicates.design": "holdout",  # write_prepared's per-split arrays (tests/test_kfold.py tunes on a kfold split)
 }
 
 

@@ -1,7 +1,9 @@
-"""The replicated comparison: every (role, seed) model on the test split, aggregated over seeds, and the champion.
+"""The replicated comparison: every (role, seed) model on its test split, aggregated over replicates, and the
+champion.
 
 Pure functions on arrays and dicts; the evaluate stage reads the files, calls `compare`, and writes the results.
-Replicate k of both models shares its training seed (and the split), so the two models are compared pairwise per
+Replicate k of both models shares its training seed and split (holdout: one fixed split; kfold: fold k % folds of
+repeat k // folds, so every image is tested once per repeat), so the two models are compared pairwise per
 replicate, and the headline interval, from the design's variance model (statistics.design), covers training
 variance as well as test-set sampling (Bouthillier et al., "Accounting for Variance in Machine Learning Benchmarks",
 MLSys 2021; Agarwal et al., "Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021).
@@ -37,7 +39,11 @@ class Replicate:
         model_uri: its logged MLflow model.
         train: the training stage's summary (best_epoch, epochs_trained, stopped_early, best_val_accuracy,
             best_val_loss, ...): validation figures only.
-        logits: (N, C) test-split logits.
+        logits: (N, C) logits on its test split (kfold: its fold).
+        labels: (N,) labels of its test split; None: the shared `labels` passed to `compare` (holdout).
+        rows: kfold: (N,) indices of its test images among all the data set's images.
+        repeat: kfold: its repeat.
+        fold: kfold: its fold.
     """
 
     role: str
@@ -47,6 +53,10 @@ class Replicate:
     model_uri: str
     train: dict[str, Any]
     logits: np.ndarray
+    labels: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    repeat: int = 0
+    fold: int = 0
 
 
 def test_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -81,16 +91,37 @@ def _summary(values: list[float], confidence: float) -> dict:
     return statistics.replicate_summary(np.asarray(values, float), confidence)
 
 
-def compare(replicates: dict[str, list[Replicate]], labels: np.ndarray, classes: list[str], cfg: EvaluateConfig,
-            seed: int) -> dict:
+def correctness(reps: list[Replicate], labels: np.ndarray | None, n_images: int | None) -> tuple[np.ndarray, Any]:
+    """The (rows, N) correctness matrix of one role and, for kfold (`n_images` set), the (repeats, N) folds.
+
+    holdout: row k is replicate k on the shared test split. kfold: row r is repeat r, every one of the `n_images`
+    images predicted by the replicate whose fold held it.
+    """
+    if n_images is None:
+        return np.stack([r.logits.argmax(1) == labels for r in reps]), None
+    repeats = max(r.repeat for r in reps) + 1
+    correct = np.zeros((repeats, n_images), bool)
+    folds = np.full((repeats, n_images), -1)
+    for r in reps:
+        correct[r.repeat, r.rows] = r.logits.argmax(1) == r.labels
+        folds[r.repeat, r.rows] = r.fold
+    if (folds < 0).any():
+        raise ValueError("kfold: some images were tested by no replicate of their repeat; rerun `dvc repro`")
+    return correct, folds
+
+
+def compare(replicates: dict[str, list[Replicate]], labels: np.ndarray | None, classes: list[str],
+            cfg: EvaluateConfig, seed: int, *, n_images: int | None = None, folds: int | None = None) -> dict:
     """Per-replicate and aggregate test metrics of both roles, the replicated ResNet - CNN comparison, the champion.
 
     Args:
         replicates: {"baseline": [...], "resnet": [...]}, the same seeds in the same order for both roles.
-        labels: (N,) test labels.
+        labels: (N,) test labels (holdout); None for kfold, where each replicate holds its fold's.
         classes: class names.
         cfg: the evaluate section (bootstrap resamples, confidence).
         seed: seeds every bootstrap.
+        n_images: kfold only: the images of the data set (each tested once per repeat).
+        folds: kfold only: k.
     """
     seeds = {role: [r.seed for r in reps] for role, reps in replicates.items()}
     if seeds["baseline"] != seeds["resnet"]:
@@ -100,12 +131,13 @@ def compare(replicates: dict[str, list[Replicate]], labels: np.ndarray, classes:
     for role, reps in replicates.items():
         rows = []
         for r in reps:
-            m = test_metrics(r.logits, labels, classes)
-            rows.append({"seed": r.seed, "run_id": r.run_id, "epochs_trained": int(r.train["epochs_trained"]),
+            m = test_metrics(r.logits, labels if r.labels is None else r.labels, classes)
+            rows.append({"seed": r.seed, "repeat": r.repeat, "fold": r.fold, "n_test": len(r.logits),
+                         "run_id": r.run_id, "epochs_trained": int(r.train["epochs_trained"]),
                          "best_epoch": int(r.train["best_epoch"]), "ended_by": ended_by(r.train),
                          "val_accuracy": float(r.train["best_val_accuracy"]),
                          "val_loss": float(r.train["best_val_loss"]), **m})
-        correct[role] = np.stack([r.logits.argmax(1) == labels for r in reps])
+        correct[role], fold_of = correctness(reps, labels, n_images)
         per_class = {c: float(np.mean([row["per_class"][c]["f1"] for row in rows])) for c in classes}
         models[role] = {
             "model": reps[0].model, "replicates": rows, "per_class_f1": per_class,
@@ -115,9 +147,12 @@ def compare(replicates: dict[str, list[Replicate]], labels: np.ndarray, classes:
         }
     comparison = statistics.compare_replicates(correct["baseline"], correct["resnet"], name_a=ROLE_NAMES["baseline"],
                                                name_b=ROLE_NAMES["resnet"], n_resamples=cfg.n_bootstrap,
-                                               confidence=cfg.confidence, seed=seed)
-    return {"n_test": int(len(labels)), "seeds": seeds["baseline"], "models": models, "comparison": comparison,
-            "champion": choose_champion(replicates)}
+                                               confidence=cfg.confidence, seed=seed,
+                                               design="holdout" if n_images is None else "kfold", folds=fold_of)
+    design = ({"design": "holdout"} if n_images is None else
+              {"design": "kfold", "folds": folds, "repeats": int(fold_of.shape[0])})
+    return {"n_test": int(len(labels)) if n_images is None else n_images, "seeds": seeds["baseline"],
+            "design": design, "models": models, "comparison": comparison, "champion": choose_champion(replicates)}
 
 
 def _clean(value: Any) -> Any:
@@ -143,7 +178,7 @@ def metrics_summary(result: dict) -> dict:
         "verdict": c["verdict"]["label"], "resnet_minus_baseline": interval["diff"], "ci_low": interval["ci_low"],
         "ci_high": interval["ci_high"],
         **{f"{role}_accuracy": m["summary"]["accuracy"]["mean"] for role, m in models.items()},
-        "n_test": result["n_test"], "n_replicates": c["n_replicates"]}
+        "n_test": result["n_test"], "n_replicates": c["n_replicates"], **result["design"]}
     for role, m in result["models"].items():
         s = m["summary"]
         out[role] = {"accuracy_mean": s["accuracy"]["mean"], "accuracy_sd": s["accuracy"]["sd"],
@@ -152,7 +187,8 @@ def metrics_summary(result: dict) -> dict:
                      "val_accuracy_mean": s["val_accuracy"]["mean"], "epochs_trained_mean": s["epochs_trained"]["mean"],
                      "cap_bound": m["cap_bound"],
                      "per_replicate": {str(r["seed"]): {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
-                                                        "loss": r["loss"]} for r in m["replicates"]}}
+                                                        "loss": r["loss"], "n_test": r["n_test"]}
+                                       for r in m["replicates"]}}
     boot, poi, signs, interval = c["bootstrap"], c["probability_of_improvement"], c["sign_count"], c["interval"]
     verdict = c["verdict"]
     out["comparison"] = {
@@ -188,14 +224,28 @@ def comparison_markdown(result: dict, promoted: str) -> str:
     n, pct = c["n_replicates"], c["interval"]["confidence"] * 100
     boot, poi, signs, verdict = c["bootstrap"], c["probability_of_improvement"], c["sign_count"], c["verdict"]
     interval = c["interval"]
-    lines = ["# Plain CNN vs ResNet on the held-out test split, over training seeds", "",
-             f"**Verdict: {verdict['label']}.** {verdict['sentence']}", "",
-             f"Test images: {result['n_test']} (never used for training, early stopping, tuning or choosing the "
-             f"champion). Replicates: {n} training seeds ({', '.join(map(str, result['seeds']))}); replicate k of "
-             "both models shares its seed and the split.", "",
+    seeds = ", ".join(map(str, result["seeds"]))
+    d = result.get("design", {"design": "holdout"})
+    if d["design"] == "kfold":
+        title = f"# Plain CNN vs ResNet by {d['folds']}-fold cross-validation, over splits and training seeds"
+        design = (f"Design: repeated stratified {d['folds']}-fold cross-validation, {d['repeats']} repeat(s) x "
+                  f"{d['folds']} folds = {n} replicates (training seeds {seeds}); replicate j is fold j % "
+                  f"{d['folds']} of repeat j // {d['folds']}, tested on its fold and trained and validated on the "
+                  f"other folds, so each of the {result['n_test']} images is tested once per repeat by a model "
+                  "that never saw it (its fold was never used for training, early stopping, tuning or choosing "
+                  "the champion). Replicate j of both models shares its seed and split. The interval covers "
+                  "training variance (seed and split) and the sampling of the images.")
+        where = "on its fold"
+    else:
+        title = "# Plain CNN vs ResNet on the held-out test split, over training seeds"
+        design = (f"Design: holdout. Test images: {result['n_test']} (never used for training, early stopping, "
+                  f"tuning or choosing the champion). Replicates: {n} training seeds ({seeds}); replicate k of both "
+                  "models shares its seed and the one fixed split, whose own luck no interval covers.")
+        where = "on these test images"
+    lines = [title, "", f"**Verdict: {verdict['label']}.** {verdict['sentence']}", "", design, "",
              "## Each model over its replicates", "",
-             f"The mean's interval (t over the seeds) covers training variance on these test images; a single run's "
-             f"Wilson interval covers the sampling of the test images for one seed.", "",
+             f"The mean's interval (t over the replicates, each scored {where}) covers training variance; a single "
+             f"run's Wilson interval covers the sampling of its test images for one replicate.", "",
              f"| role | model | test accuracy, mean ± sd | {pct:.0f} % CI of the mean over seeds (t) | one run's "
              f"{pct:.0f} % Wilson CI (mean bounds) | macro-F1 | test loss | val accuracy | epochs | ended by the cap |",
              "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
@@ -236,10 +286,13 @@ def comparison_markdown(result: dict, promoted: str) -> str:
                  "replicates, so it is miscalibrated both ways)")
     lines += ["", f"Rule: {verdict['rule']}", "",
               "## Per replicate", "",
-              "| seed | CNN test acc | ResNet test acc | ResNet − CNN | McNemar p | CNN epochs (best, ended by) | "
-              "ResNet epochs (best, ended by) |", "|---:|---:|---:|---:|---:|---|---|"]
+              f"| {'seed (repeat, fold)' if d['design'] == 'kfold' else 'seed'} | CNN test acc | ResNet test acc | "
+              "ResNet − CNN | McNemar p | CNN epochs (best, ended by) | ResNet epochs (best, ended by) |",
+              "|---:|---:|---:|---:|---:|---|---|"]
     for k, (a, b) in enumerate(zip(models["baseline"]["replicates"], models["resnet"]["replicates"])):
-        lines.append(f"| {a['seed']} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {b['accuracy'] - a['accuracy']:+.4f} "
+        where = f" ({a['repeat']}, {a['fold']})" if d["design"] == "kfold" else ""
+        lines.append(f"| {a['seed']}{where} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | "
+                     f"{b['accuracy'] - a['accuracy']:+.4f} "
                      f"| {c['mcnemar'][k]['p_value']:.3g} | {a['epochs_trained']} ({a['best_epoch']}, "
                      f"{a['ended_by']}) | {b['epochs_trained']} ({b['best_epoch']}, {b['ended_by']}) |")
     ch = result["champion"]

@@ -31,6 +31,10 @@ class Layout:
         return self.root / "artifacts" / "split"
 
     @property
+    def replicate_splits(self) -> Path:
+        return self.root / "artifacts" / "replicates"  # seed_<seed>.csv: each replicate's train/val/test rows
+
+    @property
     def prepared_dir(self) -> Path:
         return self.root / "artifacts" / "prepared"
 

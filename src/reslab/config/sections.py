@@ -14,6 +14,7 @@ MAX_MAGNITUDE = 3.0  # augment.magnitude: 1 = the study's ranges
 PRUNERS = ("median", "percentile", "hyperband", "none")
 INITS = ("torch", "keras")  # train.init: PyTorch's layer defaults, or Keras' (glorot_uniform kernels, zero biases)
 INTERPOLATIONS = ("bilinear", "nearest")  # data.interpolation: prepare's resize
+DESIGNS = ("kfold", "holdout")  # replicates.design: repeated k-fold (split varies with the replicate) or one test split
 
 Violation = tuple[str, Any, str]  # (key within the section, its value, what would be accepted)
 
@@ -61,6 +62,9 @@ class SplitConfig(Section):
     val_fraction: float = 0.2
     test_fraction: float = 0.15
     test_per_class: int | None = None  # e.g. 50 as in the study; overrides test_fraction when set
+    # near-identical images (dHash bits that differ, at most) join a duplicate group, which a split keeps whole;
+    # -1: pixel-identical images only
+    near_duplicate_distance: int = 2
 
     def violations(self) -> Iterator[Violation]:
         if not 0 < self.val_fraction < 1:
@@ -71,6 +75,9 @@ class SplitConfig(Section):
             yield "val_fraction", self.val_fraction, "val_fraction + test_fraction < 1 (something must be left to train)"
         if self.test_per_class is not None and self.test_per_class < 1:
             yield "test_per_class", self.test_per_class, "null or an integer >= 1"
+        if not -1 <= self.near_duplicate_distance <= 64:
+            yield "near_duplicate_distance", self.near_duplicate_distance, \
+                "an integer from -1 (pixel-identical images only) to 64 (bits of the dHash)"
 
 
 @dataclass(frozen=True)
@@ -144,9 +151,15 @@ class TrainConfig(Section):
 
 @dataclass(frozen=True)
 class ReplicatesConfig(Section):
-    """The replicated study: one training run per seed and model; replicate k of both models shares seeds[k]."""
+    """The replicated study: one training run per seed and model; replicate j of both models shares seeds[j].
+
+    kfold (the default): replicate j is fold j % folds of repeat j // folds (repeated stratified k-fold), so the
+    split varies with the replicate as well as the seed; holdout: every replicate shares one fixed test split.
+    """
 
     seeds: tuple[int, ...] = (1, 2, 3)
+    design: Literal[DESIGNS] = "kfold"
+    folds: int = 3  # k of the k-fold design; seeds come in repeats of k
     # training stages `reslab repro` (make run) runs at once; each gets train.num_threads or cores // jobs torch
     # threads, under plain `dvc repro` too, so both give the same numbers
     jobs: int = 2
@@ -159,8 +172,19 @@ class ReplicatesConfig(Section):
             yield "seeds", seeds, "distinct seeds (a repeated seed would train the same model twice)"
         if any(s < 0 for s in seeds):
             yield "seeds", seeds, "seeds >= 0"
+        if self.folds < 2:
+            yield "folds", self.folds, "an integer >= 2 (the k of k-fold)"
+        elif self.design == "kfold" and seeds and len(seeds) % self.folds:
+            k = self.folds
+            yield "seeds", seeds, (f"{len(seeds)} seeds, but the kfold design needs a multiple of replicates.folds "
+                                   f"({k}): {k}, {2 * k}, {3 * k} ... (one seed per fold and repeat)")
         if self.jobs < 1:
             yield "jobs", self.jobs, "an integer >= 1 (1: one training stage at a time, as plain dvc repro)"
+
+    @property
+    def repeats(self) -> int:
+        """kfold: the repeats of the k-fold; holdout: 1."""
+        return len(self.seeds) // self.folds if self.design == "kfold" else 1
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
@@ -35,7 +36,7 @@ from . import inventory as inv
 from .errors import DataError
 from .images import CONVERSIONS, to_rgb
 
-MANIFEST_COLUMNS = ["path", "label", "width", "height", "sha256", "pixel_hash"]
+MANIFEST_COLUMNS = ["path", "label", "width", "height", "sha256", "pixel_hash", "dhash"]
 
 EMPTY_FILE = "empty file"
 NOT_AN_IMAGE = "not an image"
@@ -79,6 +80,7 @@ class FileCheck:
     pixel_hash: str = ""
     conversions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    dhash: str = ""  # `difference_hash`: near-identical images (resized, recompressed) differ in a few bits only
 
 
 def _read_regular_file(path: str) -> bytes | FileCheck:
@@ -99,6 +101,14 @@ def _read_regular_file(path: str) -> bytes | FileCheck:
         os.close(fd)
 
 
+def difference_hash(rgb: Image.Image) -> str:
+    """64-bit dHash (Krawetz, "Kind of Like That", 2013) as 16 hex digits: the grey image at 9 x 8 px, one bit per
+    pair of horizontal neighbours (left brighter than right)."""
+    grey = np.asarray(rgb.convert("L").resize((9, 8), Image.BILINEAR), dtype=np.int16)
+    bits = (grey[:, :-1] > grey[:, 1:]).ravel()
+    return f"{int(np.packbits(bits).view('>u8')[0]):016x}"
+
+
 def check_image(path: str, min_image_size: int = 1) -> FileCheck:
     """Fully decode one file as RGB (`images.to_rgb`); return its size and hashes, or why it cannot be used."""
     raw = _read_regular_file(path)
@@ -112,6 +122,7 @@ def check_image(path: str, min_image_size: int = 1) -> FileCheck:
             with Image.open(io.BytesIO(raw)) as img:
                 rgb, conversions = to_rgb(img)
                 pixels = hashlib.sha1(rgb.tobytes())
+                dhash = difference_hash(rgb)
             width, height = rgb.size
         except UnidentifiedImageError:
             result = FileCheck(path, False, NOT_AN_IMAGE, "unrecognised format")
@@ -122,7 +133,8 @@ def check_image(path: str, min_image_size: int = 1) -> FileCheck:
             ok = width >= min_image_size and height >= min_image_size
             result = FileCheck(path, ok, "" if ok else TOO_SMALL,
                                "" if ok else f"{width}x{height} px; filter.min_image_size is {min_image_size}",
-                               width, height, hashlib.sha256(raw).hexdigest(), pixels.hexdigest(), conversions)
+                               width, height, hashlib.sha256(raw).hexdigest(), pixels.hexdigest(), conversions,
+                               dhash=dhash)
     messages = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     return replace(result, warnings=messages) if messages else result
 
@@ -210,7 +222,8 @@ def filter_dataset(data_dir: Path, min_images_per_class: int, min_image_size: in
                 for c in valid if c.label in dropped]
 
     rows = sorted(({"path": c.path, "label": c.label, "width": (k := checks[c.real]).width, "height": k.height,
-                    "sha256": k.sha256, "pixel_hash": k.pixel_hash} for c in valid if c.label not in dropped),
+                    "sha256": k.sha256, "pixel_hash": k.pixel_hash, "dhash": k.dhash}
+                   for c in valid if c.label not in dropped),
                   key=lambda r: (r["label"], r["path"]))
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     decoded = [checks[c.real] for c in candidates if checks[c.real].pixel_hash]

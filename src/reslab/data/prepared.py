@@ -16,8 +16,10 @@ from PIL import Image
 
 from .errors import DataError
 from .images import to_rgb
+from .splitting import read_replicate_split
 
 RESAMPLING = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST}  # config.INTERPOLATIONS -> Pillow's filter
+ALL = "all"  # kfold: the one prepared array of every image, each replicate's splits select rows of it
 
 
 def load_resized(path: str, image_size: int, interpolation: str = "bilinear") -> np.ndarray:
@@ -103,3 +105,40 @@ def load_prepared(prepared_dir: Path, name: str) -> ImageArrays:
     if len(images) != len(labels):
         raise DataError(f"{images_path}: {len(images)} images but {len(labels)} labels; rerun `dvc repro prepare`")
     return ImageArrays(images, labels, json.loads(classes_path.read_text()))
+
+
+def load_replicate(prepared_dir: Path, replicates_dir: Path, design: str, seed: int, name: str) -> ImageArrays:
+    """One split (train | val | test) of the replicate trained with `seed`.
+
+    holdout: the prepared split itself (the same for every replicate); kfold: the replicate's rows of the `all`
+    array, copied into memory in the row order of artifacts/split/images.csv (label, then path).
+
+    Args:
+        prepared_dir: artifacts/prepared.
+        replicates_dir: artifacts/replicates (seed_<seed>.csv).
+        design: replicates.design, kfold | holdout.
+        seed: the replicate's training seed.
+        name: train | val | test.
+    """
+    if design == "holdout":
+        return load_prepared(prepared_dir, name)
+    whole = load_prepared(prepared_dir, ALL)
+    rows = replicate_rows(replicates_dir, seed, name)
+    if len(rows) and rows.max() >= len(whole):
+        raise DataError(f"{prepared_dir}: {len(whole)} prepared images, but replicate seed {seed} names row "
+                        f"{rows.max()}; rerun `dvc repro prepare`")
+    return ImageArrays(np.asarray(whole.images[rows]), whole.labels[rows], whole.classes)
+
+
+def load_train_val(prepared_dir: Path, replicates_dir: Path, design: str,
+                   seed: int) -> tuple[ImageArrays, ImageArrays]:
+    """The train and val splits of the replicate trained with `seed` (what training and tuning read: never its
+    test split). Args as `load_replicate`'s."""
+    return (load_replicate(prepared_dir, replicates_dir, design, seed, "train"),
+            load_replicate(prepared_dir, replicates_dir, design, seed, "val"))
+
+
+def replicate_rows(replicates_dir: Path, seed: int, name: str) -> np.ndarray:
+    """kfold: the indices into the `all` array of one split of the replicate trained with `seed`, ascending."""
+    table = read_replicate_split(replicates_dir, seed)
+    return np.sort(table.loc[table["split"] == name, "row"].to_numpy(np.int64))

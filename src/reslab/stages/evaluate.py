@@ -1,8 +1,10 @@
-"""DVC stage `evaluate`: every (role, seed) model on the held-out test split, the replicated comparison, figures,
+"""DVC stage `evaluate`: every (role, seed) model on its test split (kfold: its fold; holdout: the shared one), the
+replicated comparison, figures,
 and the `@champion` alias (chosen on validation scores; moved only by `dvc repro` in the workspace, never by an
 experiment).
 
-Outputs: metrics/evaluate.json, plots/evaluate/{confusion_<role>,learning_curves}.csv, reports/comparison.md,
+Outputs: metrics/evaluate.json, plots/evaluate/{confusion_<role>,learning_curves,predictions}.csv,
+reports/comparison.md,
 reports/figures/*.png.
 """
 from __future__ import annotations
@@ -18,35 +20,54 @@ import torch
 from .. import plots, statistics, tracking
 from ..comparison import ROLE_NAMES, Replicate, compare, comparison_markdown, metrics_summary
 from ..config import Params, flatten, load_params, resolve_runtime
-from ..data.prepared import ImageArrays, load_prepared
+from ..data.prepared import ALL, ImageArrays, load_prepared, replicate_rows
 from ..layout import ROLES, Layout
 from ..models.serialization import load_model_file
 from ..tracking.evaluation_run import evaluation_run
 from ..training import ArrayLoader, Precision, predict_logits, setup_runtime, to_device
 
 
-def load_replicates(layout: Layout, params: Params, test: ImageArrays,
-                    precision: Precision) -> tuple[dict[str, list[Replicate]], np.ndarray]:
-    """Every replicate's model and training summary (validation figures only) and its test-split logits."""
-    loader = ArrayLoader(test, 256, shuffle=False, device=precision.device)
+def load_replicates(layout: Layout, params: Params,
+                    precision: Precision) -> tuple[dict[str, list[Replicate]], np.ndarray | None, ImageArrays]:
+    """Every replicate's model and training summary (validation figures only) and its logits on its own test split.
+
+    Returns:
+        (replicates per role; the shared test labels (holdout) or None (kfold: each replicate holds its fold's);
+         the images the replicates were tested on: holdout the test split, kfold every image of the data set).
+    """
+    reps_cfg = params.replicates
+    kfold = reps_cfg.design == "kfold"
+    shared = load_prepared(layout.prepared_dir, ALL if kfold else "test")
     replicates: dict[str, list[Replicate]] = {role: [] for role in ROLES}
-    labels = np.asarray(test.labels)
+    labels = None if kfold else np.asarray(shared.labels)
     for role in ROLES:
-        for seed in params.replicates.seeds:
+        for j, seed in enumerate(reps_cfg.seeds):
             path = layout.replicate_model(role, seed)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no model for train_{role}@{seed}; run `dvc repro` "
-                                        f"(replicates.seeds lists {list(params.replicates.seeds)})")
+                                        f"(replicates.seeds lists {list(reps_cfg.seeds)})")
             model, meta = load_model_file(path, precision.device)
-            if meta["classes"] != test.classes:
+            if meta["classes"] != shared.classes:
                 raise ValueError(f"{path}: trained on classes {meta['classes']}, but the test split has "
-                                 f"{test.classes}; rerun `dvc repro`")
-            logits, labels = predict_logits(to_device(model, precision), loader, precision)
+                                 f"{shared.classes}; rerun `dvc repro`")
+            rows = replicate_rows(layout.replicate_splits, seed, "test") if kfold else None
+            test = ImageArrays(np.asarray(shared.images[rows]), shared.labels[rows], shared.classes) if kfold \
+                else shared
+            loader = ArrayLoader(test, 256, shuffle=False, device=precision.device)
+            logits, test_labels = predict_logits(to_device(model, precision), loader, precision)
             info = json.loads(layout.replicate_run_info(role, seed).read_text())
             train = json.loads(layout.replicate_metrics(role, seed).read_text())
+            repeat, fold = divmod(j, reps_cfg.folds) if kfold else (0, 0)
             replicates[role].append(Replicate(role=role, seed=seed, model=meta["model"], run_id=info["run_id"],
-                                              model_uri=info["model_uri"], train=train, logits=logits))
-    return replicates, labels
+                                              model_uri=info["model_uri"], train=train, logits=logits,
+                                              labels=test_labels if kfold else None, rows=rows, repeat=repeat,
+                                              fold=fold))
+    return replicates, labels, shared
+
+
+def replicate_labels(r: Replicate, labels: np.ndarray | None) -> np.ndarray:
+    """The labels of the images replicate `r` was tested on."""
+    return labels if r.labels is None else r.labels
 
 
 def mean_curves(layout: Layout, seeds: tuple[int, ...]) -> tuple[pd.DataFrame, dict[str, list[list[dict]]]]:
@@ -60,45 +81,67 @@ def mean_curves(layout: Layout, seeds: tuple[int, ...]) -> tuple[pd.DataFrame, d
     return curves, {ROLE_NAMES[role]: [f.to_dict("records") for f in frames] for role, frames in histories.items()}
 
 
-def figures(result: dict, replicates: dict[str, list[Replicate]], labels: np.ndarray, test: ImageArrays,
+def figures(result: dict, replicates: dict[str, list[Replicate]], labels: np.ndarray | None, test: ImageArrays,
             histories: dict[str, list[list[dict]]], params: Params) -> dict:
     """The report's figures: replicates (strip/forest), learning curves over seeds, confusion matrices summed over
-    replicates, and the study's prediction figure for the champion family's best replicate of each role."""
+    replicates, and the study's prediction figure for the best replicate (by validation) of each role (kfold: of
+    each image, the repeat-0 replicate whose fold held it)."""
     c, names = result["comparison"], ROLE_NAMES
     interval = c["interval"]
     out = {"replicates.png": plots.replicate_strip_plot(
         c["accuracy_a"], c["accuracy_b"], name_a=names["baseline"], name_b=names["resnet"],
         difference_interval=(interval["ci_low"], interval["ci_high"]),
         difference_label=f"{interval['confidence'] * 100:.0f} % CI (training + test sampling)",
-        replicate_labels=[f"seed {s}" for s in result["seeds"]], title="Test accuracy per training seed"),
+        replicate_labels=[f"seed {s}" for s in result["seeds"]], title="Test accuracy per replicate (training seed)"),
         "learning_curves.png": plots.replicate_learning_curves(histories, band="minmax",
                                                                title="Validation curves over training seeds")}
     for role, reps in replicates.items():
-        cm = sum(statistics.confusion_matrix(labels, r.logits.argmax(1), len(test.classes)) for r in reps)
+        cm = sum(statistics.confusion_matrix(replicate_labels(r, labels), r.logits.argmax(1), len(test.classes))
+                 for r in reps)
         out[f"confusion_{role}.png"] = plots.confusion_matrix_figure(
             cm, test.classes, title=f"{role} ({reps[0].model}) on the test split, {len(reps)} replicates summed")
     pick = np.random.default_rng(params.seed).choice(len(test), size=min(params.evaluate.n_prediction_examples,
                                                                          len(test)), replace=False)
     pick.sort()
-    best = {role: max(reps, key=lambda r: r.train["best_val_accuracy"]) for role, reps in replicates.items()}
-    probs = {f"{role} seed {r.seed}": torch.softmax(torch.from_numpy(r.logits[pick]).float(), 1).numpy()
-             for role, r in best.items()}
+    if labels is None:  # kfold: every image's logits from the repeat-0 replicate that tested it
+        truth = np.asarray(test.labels)
+        logits = {}
+        for role, reps in replicates.items():
+            full = np.zeros((len(test), reps[0].logits.shape[1]), np.float32)
+            for r in reps:
+                if r.repeat == 0:
+                    full[r.rows] = r.logits
+            logits[f"{role} (its fold's model)"] = full
+    else:
+        truth = labels
+        best = {role: max(reps, key=lambda r: r.train["best_val_accuracy"]) for role, reps in replicates.items()}
+        logits = {f"{role} seed {r.seed}": r.logits for role, r in best.items()}
+    probs = {name: torch.softmax(torch.from_numpy(x[pick]).float(), 1).numpy() for name, x in logits.items()}
     out["predictions.png"] = plots.prediction_figure(np.asarray(test.images[pick]),
-                                                     [test.classes[i] for i in labels[pick]], probs, test.classes)
+                                                     [test.classes[i] for i in truth[pick]], probs, test.classes)
     return out
 
 
-def write_outputs(layout: Layout, result: dict, replicates: dict[str, list[Replicate]], labels: np.ndarray,
+def write_outputs(layout: Layout, result: dict, replicates: dict[str, list[Replicate]], labels: np.ndarray | None,
                   test: ImageArrays, curves: pd.DataFrame, figs: dict, promoted: str) -> None:
     """The files DVC tracks: metrics, plots data, the report and its figures."""
     layout.metrics.mkdir(parents=True, exist_ok=True)
     (layout.metrics / "evaluate.json").write_text(json.dumps(metrics_summary(result), indent=2) + "\n")
     (layout.plots / "evaluate").mkdir(parents=True, exist_ok=True)
     curves.to_csv(layout.plots / "evaluate" / "learning_curves.csv", index=False)
+    predictions = []
     for role, reps in replicates.items():  # every replicate's predictions: the confusion template counts them
-        pd.DataFrame({"actual": [test.classes[i] for r in reps for i in labels],
-                      "predicted": [test.classes[i] for r in reps for i in r.logits.argmax(1)]}).to_csv(
+        for r in reps:
+            truth = replicate_labels(r, labels)
+            predictions.append(pd.DataFrame({
+                "role": role, "seed": r.seed, "repeat": r.repeat, "fold": r.fold,
+                "image": r.rows if r.rows is not None else np.arange(len(truth)),
+                "actual": [test.classes[i] for i in truth],
+                "predicted": [test.classes[i] for i in r.logits.argmax(1)]}))
+        pd.concat(predictions[-len(reps):])[["actual", "predicted"]].to_csv(
             layout.plots / "evaluate" / f"confusion_{role}.csv", index=False)
+    # image: the row of artifacts/split/images.csv (kfold) or test.csv (holdout); kfold: one per image, repeat, model
+    pd.concat(predictions).to_csv(layout.plots / "evaluate" / "predictions.csv", index=False)
     layout.figures.mkdir(parents=True, exist_ok=True)
     for name, fig in figs.items():
         plots.save_figure(fig, layout.figures / name)
@@ -110,9 +153,10 @@ def main(root: Path, params_file: Path) -> dict:
     tracking.check_store(root)  # a tracking server that is down fails the stage before the test-split inference
     layout = Layout(root)
     precision = setup_runtime(resolve_runtime(params), who="evaluate")
-    test = load_prepared(layout.prepared_dir, "test")
-    replicates, labels = load_replicates(layout, params, test, precision)
-    result = compare(replicates, labels, test.classes, params.evaluate, params.seed)
+    replicates, labels, test = load_replicates(layout, params, precision)
+    kfold = params.replicates.design == "kfold"
+    result = compare(replicates, labels, test.classes, params.evaluate, params.seed,
+                     **({"n_images": len(test), "folds": params.replicates.folds} if kfold else {}))
     curves, histories = mean_curves(layout, params.replicates.seeds)
     figs = figures(result, replicates, labels, test, histories, params)
     experiment = os.environ.get("DVC_EXP_NAME")
@@ -130,6 +174,8 @@ def main(root: Path, params_file: Path) -> dict:
     with evaluation_run(root, params.mlflow.experiment_name, ledger=layout.checkpoints / "evaluate.mlflow.json",
                         tags=tags) as run:
         run.log_inputs(flatten({"seed": params.seed, "replicates.seeds": list(params.replicates.seeds),
+                                "replicates.design": params.replicates.design,
+                                **({"replicates.folds": params.replicates.folds} if kfold else {}),
                                 "evaluate": vars(params.evaluate)}), layout.split_dir)
         metrics = {f"{role}_test_{k}": v for role in ROLES for k, v in summary[role].items()
                    if isinstance(v, (int, float)) and v is not None}

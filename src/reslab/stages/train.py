@@ -1,5 +1,6 @@
 """DVC stages `train_baseline@<seed>` / `train_resnet@<seed>`: one training run per replicate seed, resumable,
-recorded in MLflow as a child of the role's family run.
+recorded in MLflow as a child of the role's family run. It reads its replicate's train and val splits only
+(kfold: the rows of artifacts/split/replicates/seed_<seed>.csv; holdout: the shared split), never its test split.
 
 Outputs per (role, seed): models/<role>/seed_<seed>.pt (weights, weights_only-loadable), .run.json (MLflow ids),
 metrics/train_<role>/seed_<seed>.json, plots/train_<role>/seed_<seed>.csv. Resume state lives in
@@ -8,6 +9,7 @@ outside DVC's outputs (DVC deletes a stage's outputs before running it).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -17,8 +19,8 @@ from torch import nn
 
 from ..config import Params, load_params, resolve
 from ..data.augment import BatchAugment
-from ..data.prepared import load_prepared
-from ..data.splitting import read_split
+from ..data.prepared import load_train_val
+from ..data.splitting import read_replicate_split, read_split, replicate_split_file
 from ..layout import Layout
 from ..models.serialization import save_model_file
 from ..tracking import check_store
@@ -31,10 +33,19 @@ def stage_params(params: Params, role: str) -> dict:
     """Exactly the params this stage reads (and declares in dvc.yaml), its replicate seed aside."""
     stage = params.model_stage(role)
     out = {"data": asdict(params.data), "train": asdict(params.train), f"train_{role}": asdict(stage),
-           "replicates": {"jobs": params.replicates.jobs}}  # sets the torch threads: cores // jobs
+           # jobs sets the torch threads (cores // jobs); design, where the replicate's train/val come from
+           "replicates": {"jobs": params.replicates.jobs, "design": params.replicates.design}}
     if stage.augment:
         out["augment"] = asdict(params.augment)
     return out
+
+
+def split_table(layout: Layout, design: str, seed: int, split: str) -> tuple[pd.DataFrame, Path]:
+    """The rows of one split of the replicate (MLflow's dataset input) and the file they come from."""
+    if design == "holdout":
+        return read_split(layout.split_dir, split), layout.split_dir / f"{split}.csv"
+    table = read_replicate_split(layout.replicate_splits, seed)
+    return table[table["split"] == split].reset_index(drop=True), replicate_split_file(layout.replicate_splits, seed)
 
 
 def training_summary(model: nn.Module, result: FitResult) -> dict:
@@ -62,10 +73,15 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
     # replicates.jobs stages may run at once (reslab repro), so each takes its share of the cores, also when run alone
     config = resolve(params, role, seed)
     precision = setup_runtime(config.runtime, workers=params.replicates.jobs, who=f"{name}@{seed}")
-    train, val = load_prepared(layout.prepared_dir, "train"), load_prepared(layout.prepared_dir, "val")
+    design = params.replicates.design
+    train, val = load_train_val(layout.prepared_dir, layout.replicate_splits, design, seed)
     sp = stage_params(params, role)
     family = fingerprint(sp, layout.prepared_dir)  # the same config and data, whatever the seed
-    fp = fingerprint({**sp, "replicate_seed": seed}, layout.prepared_dir)
+    rows = {}  # kfold: the replicate's own split, which differs with the seed
+    if design == "kfold":
+        split_file = replicate_split_file(layout.replicate_splits, seed)
+        rows = {"split_sha256": hashlib.sha256(split_file.read_bytes()).hexdigest()}
+    fp = fingerprint({**sp, "replicate_seed": seed, **rows}, layout.prepared_dir)
     ckpt = layout.replicate_checkpoint(role, seed)
     ledger = ckpt.with_suffix(".mlflow.json")
     prior = resumable_state(ckpt, fp)
@@ -80,10 +96,9 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
         if not run.inputs_logged:
             augment = BatchAugment(config.augment) if config.augment is not None else None
             images, names = augmented_examples(train, augment, 16, config.seed)
-            run.log_inputs(training_params(config), {split: (read_split(layout.split_dir, split),
-                                                             layout.split_dir / f"{split}.csv", context)
-                                                     for split, context in (("train", "training"),
-                                                                            ("val", "validation"))},
+            run.log_inputs(training_params(config), {split: split_table(layout, design, seed, split)
+                                                     + (context,) for split, context in (("train", "training"),
+                                                                                         ("val", "validation"))},
                            (images.numpy(), names), title=f"{name}@{seed}: training images as the model sees them")
         model, result = train_classifier(config, train, val, precision=precision, checkpoint=ckpt, fingerprint=fp,
                                          extra={"mlflow_run_id": run.run_id}, on_epoch_end=run.log_epoch,

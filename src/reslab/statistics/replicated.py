@@ -104,6 +104,8 @@ def compare_replicates(
     confidence: float = 0.95,
     power: float = 0.8,
     seed: int = 0,
+    design: str = "holdout",
+    folds=None,
 ) -> dict:
     """Every statistic of the replicated comparison of B against A on test accuracy, in one dict.
 
@@ -116,10 +118,14 @@ def compare_replicates(
         confidence: two-sided coverage of every interval, in (0, 1).
         power: power at which the verdict's minimum detectable difference is stated.
         seed: seed of every bootstrap; results are deterministic given it.
+        design: "holdout" (rows are replicates on one shared test set) or "kfold" (rows are repeats of a k-fold
+            over all N images; each (repeat, fold) is a replicate, its accuracy the one on its fold).
+        folds: kfold only: (repeats, N) fold (0..k-1) that tested each image in each repeat.
 
     Returns:
         {"n_replicates", "n_test": int,
-         "accuracy_a", "accuracy_b", "differences": per-replicate lists (differences = accuracy_b - accuracy_a),
+         "accuracy_a", "accuracy_b", "differences": per-replicate lists (differences = accuracy_b - accuracy_a;
+             kfold: on the replicate's fold),
          "summary_a", "summary_b", "summary_difference": `replicate_summary` dicts,
          "interval": the design's interval (`design_interval`, holdout: seeds x test images crossed) as a dict
              {"diff", "ci_low", "ci_high", "se", "df", "confidence", "covers", "design", "components"}, the one
@@ -131,15 +137,24 @@ def compare_replicates(
          "verdict": `comparison_verdict` of the interval}
     """
     a, b = check_correctness_matrices(correct_a, correct_b)
-    acc_a, acc_b = a.mean(axis=1), b.mean(axis=1)
+    name = design
+    if name == "kfold":  # one replicate per (repeat, fold), in that order: its cells are its fold's images
+        f = np.asarray(folds)
+        masks = [(r, f[r] == k) for r in range(a.shape[0]) for k in range(int(f.max()) + 1)]
+        cells_a, cells_b = [a[r][m] for r, m in masks], [b[r][m] for r, m in masks]
+    else:
+        cells_a, cells_b = list(a), list(b)
+    acc_a = np.array([c.mean() for c in cells_a])
+    acc_b = np.array([c.mean() for c in cells_b])
     diffs = acc_b - acc_a
     boot_kw = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
-    design = design_interval(b.astype(np.int8) - a.astype(np.int8), "holdout", confidence=confidence)
+    design = design_interval(b.astype(np.int8) - a.astype(np.int8), name, confidence=confidence,
+                             **({"folds": folds} if name == "kfold" else {}))
     interval = {"diff": design.estimate, "ci_low": design.lo, "ci_high": design.hi, "se": design.se,
                 "df": design.df, "confidence": design.confidence, "covers": design.covers, "design": design.design,
                 "components": dict(design.components)}
     return {
-        "n_replicates": int(a.shape[0]),
+        "n_replicates": int(acc_a.size),
         "n_test": int(a.shape[1]),
         "accuracy_a": acc_a.tolist(),
         "accuracy_b": acc_b.tolist(),
@@ -152,6 +167,6 @@ def compare_replicates(
         "interval": interval,
         "probability_of_improvement": improvement_probability(acc_a, acc_b, confidence=confidence),
         "sign_count": sign_count(acc_a, acc_b),
-        "mcnemar": replicate_mcnemar(a, b),
+        "mcnemar": [{"replicate": k, **mcnemar_exact(x, y)} for k, (x, y) in enumerate(zip(cells_a, cells_b))],
         "verdict": comparison_verdict(design, name_a=name_a, name_b=name_b, power=power),
     }

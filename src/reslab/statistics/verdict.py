@@ -136,7 +136,7 @@ def _replicates(n: int) -> str:
 
 def _mde_sentence(interval: DesignInterval, mde: dict, power: float) -> str:
     """What the design could detect, its floor and which change would shrink it more."""
-    n, big_n, now = interval.n_rows, interval.n_images, mde["now"]
+    n, big_n, now = interval.n_rows * interval.n_folds, interval.n_images, mde["now"]  # kfold: repeats x folds
     if n == 1:
         return (" One replicate gives no estimate of training variance: the interval covers test-set sampling only, "
                 "the verdict can flip with the seed, and the smallest detectable difference is unknown.")
@@ -177,7 +177,7 @@ def comparison_verdict(interval: DesignInterval, *, name_a: str = "A", name_b: s
     """
     if not interval.lo <= interval.hi:
         raise ValueError(f"the interval's low bound must not exceed its high bound, got {interval.lo} > {interval.hi}")
-    n, mean, pct = interval.n_rows, interval.estimate, f"{100 * interval.confidence:g}"
+    n, mean, pct = interval.n_rows * interval.n_folds, interval.estimate, f"{100 * interval.confidence:g}"
     mde = mde_options(interval, power=power) if interval.method == "components" else \
         {"now": minimum_detectable_difference(interval.se, interval.df, confidence=interval.confidence, power=power)}
     if n == 1:

@@ -48,10 +48,14 @@ def log_dataset(df, source: Path, name: str, context: str) -> None:
 
 
 def log_test_dataset(split_dir: Path) -> None:
-    """Record the test split's manifest as the evaluation run's dataset input (context "testing")."""
+    """Record the test split's manifest as the evaluation run's dataset input (context "testing"): holdout's
+    test.csv, or kfold's images.csv (every image is tested once per repeat)."""
     import pandas as pd
 
-    log_dataset(pd.read_csv(split_dir / "test.csv"), split_dir / "test.csv", name="test", context="testing")
+    path = split_dir / "images.csv"  # kfold's: its test.csv is replicate 0's fold only
+    if not path.is_file():
+        path = split_dir / "test.csv"
+    log_dataset(pd.read_csv(path), path, name="test", context="testing")
 
 
 def log_figure(fig, artifact_file: str) -> None:

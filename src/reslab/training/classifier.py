@@ -64,9 +64,11 @@ def training_params(config: TrainingConfig) -> dict:
 
 def fingerprint(params: dict, prepared_dir: Path) -> str:
     """Identifies a training configuration (for resume checkpoints and MLflow family runs): `params` plus the
-    prepared train/val arrays' sizes and label content."""
+    prepared train/val arrays' sizes and label content (kfold: the `all` array's, which every replicate selects
+    from)."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    for name in ("train", "val"):
+    names = ("train", "val") + (("all",) if (prepared_dir / "all_labels.npy").is_file() else ())
+    for name in names:
         labels = prepared_dir / f"{name}_labels.npy"
         h.update(labels.read_bytes() if labels.is_file() else b"")
         images = prepared_dir / f"{name}_images.npy"

@@ -10,14 +10,13 @@ import optuna
 
 from .. import tracking
 from ..config import ConfigError, TuneConfig, load_params, write_params
-from ..data.prepared import load_prepared
 from ..layout import Layout
 from ..tracking.sweep import MlflowTrialTracker, ensure_parent_run, log_study_summary, study_figures
 from .results import best_params_file, best_record, write_best_params
 from .space import check_models, tune_config
 from .storage import default_storage_path, open_storage, storage_name
 from .study import SIGNATURE_ATTR, count_trials, epochs_trained, open_study
-from .workers import WorkerSpec, quiet_optuna, run_processes, worker_main
+from .workers import WorkerSpec, quiet_optuna, run_processes, tuning_splits, worker_main
 
 
 def main(root: Path, params_file: Path, *, role: str = "resnet", n_trials: int | None = None,
@@ -50,8 +49,7 @@ def main(root: Path, params_file: Path, *, role: str = "resnet", n_trials: int |
     if apply:
         return apply_best(root, params_file, cfg, role, storage)
     layout = Layout(root)
-    for split in ("train", "val"):  # fail before any process starts; the test split is never opened
-        load_prepared(layout.prepared_dir, split)
+    tuning_splits(layout, params)  # fail before any process starts; the test split (or fold) is never opened
     check_models(params, role, space)
 
     experiment_id = tracking.setup(root, params.mlflow.experiment_name)

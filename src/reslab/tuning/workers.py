@@ -15,7 +15,7 @@ from optuna.exceptions import ExperimentalWarning
 
 from .. import tracking
 from ..config import Params, TuneConfig, resolve_runtime
-from ..data.prepared import load_prepared
+from ..data.prepared import ImageArrays, load_train_val
 from ..layout import Layout
 from ..tracking.sweep import MlflowTrialTracker
 from ..training import setup_runtime
@@ -59,12 +59,19 @@ def quiet_optuna() -> None:
             handler.addFilter(_NoInterruptTraceback())
 
 
+def tuning_splits(layout: Layout, params: Params) -> tuple[ImageArrays, ImageArrays]:
+    """What tuning reads: the train and val splits of replicate 0 (kfold: fold 0 of repeat 0; holdout: the shared
+    split), never a test split or fold."""
+    return load_train_val(layout.prepared_dir, layout.replicate_splits, params.replicates.design,
+                          params.replicates.seeds[0])
+
+
 def worker_main(spec: WorkerSpec) -> TrialCounts:
     """One worker: its own storage connection, data, torch threads and MLflow client, then the trial loop."""
     quiet_optuna()
     precision = setup_runtime(resolve_runtime(spec.params), workers=spec.workers, who="reslab tune")
     layout = Layout(spec.root)
-    train, val = load_prepared(layout.prepared_dir, "train"), load_prepared(layout.prepared_dir, "val")
+    train, val = tuning_splits(layout, spec.params)
     tracking.mlflow.set_tracking_uri(spec.tracking_uri)
     tracker = MlflowTrialTracker(spec.root, spec.experiment_id, spec.parent_run_id, spec.cfg.study_name, spec.role)
     retry = StaleTrialRetry(spec.cfg.max_retry,
