@@ -87,7 +87,7 @@ report: $(STAMP)
 
 run: repro
 	@$(BIN)/reslab report
-	@echo "Next (in a fresh shell: source .venv/bin/activate first): dvc metrics show | dvc plots show | dvc exp run -S 'replicates.seeds=[1,2,3,4,5]'"
+	@echo "Next (in a fresh shell: source .venv/bin/activate first): dvc metrics show | dvc plots show | dvc exp run -S 'replicates.seeds=[1,2,3,4,5,6]'"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,6 +1,6 @@
 """DVC stages `train_baseline@<seed>` / `train_resnet@<seed>`: one training run per replicate seed, resumable,
 recorded in MLflow as a child of the role's family run. It reads its replicate's train and val splits only
-(kfold: the rows of artifacts/split/replicates/seed_<seed>.csv; holdout: the shared split), never its test split.
+(kfold: the rows of artifacts/replicates/seed_<seed>.csv; holdout: the shared split), never its test split.
 
 Outputs per (role, seed): models/<role>/seed_<seed>.pt (weights, weights_only-loadable), .run.json (MLflow ids),
 metrics/train_<role>/seed_<seed>.json, plots/train_<role>/seed_<seed>.csv. Resume state lives in

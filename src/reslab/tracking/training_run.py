@@ -4,6 +4,7 @@
 training loop as its `on_epoch_end`."""
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ INPUTS_TAG = "inputs_logged"  # set once params, datasets and the examples figur
 # MLflow's system metrics (system/cpu_utilization_percentage, memory, disk, GPU when present) every few seconds: a
 # 1-minute replicate gets a dozen points. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, when a user sets it, wins.
 SYSTEM_METRICS_INTERVAL_S = 5
+logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not two INFO lines per replicate
 RESULT_TAG = "result_model_uri"  # set once the summary, curves and model are in the run: the logged model's URI
 
 
