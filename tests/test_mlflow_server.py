@@ -150,6 +150,7 @@ def mlflow_server(tmp_path):
 @pytest.mark.slow
 def test_pipeline_and_tune_record_through_the_server(tmp_path, tiny_images, mlflow_server):
     root = make_project(tmp_path / "proj", tiny_images, {"train.epochs": 1, "replicates.seeds": [1],
+                                                         "replicates.design": "holdout",  # one seed
                                                          "tune.epochs": 1, "tune.heartbeat_interval": 5})
     env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
     run(["dvc", "add", "-q", "data"], root)

@@ -176,7 +176,8 @@ class ReplicatesConfig(Section):
             yield "folds", self.folds, "an integer >= 2 (the k of k-fold)"
         elif self.design == "kfold" and seeds and len(seeds) % self.folds:
             k = self.folds
-            yield "seeds", seeds, (f"{len(seeds)} seeds, but the kfold design needs a multiple of replicates.folds "
+            n = f"{len(seeds)} seed" + ("" if len(seeds) == 1 else "s")
+            yield "seeds", seeds, (f"{n}, but the kfold design needs a multiple of replicates.folds "
                                    f"({k}): {k}, {2 * k}, {3 * k} ... (one seed per fold and repeat)")
         if self.jobs < 1:
             yield "jobs", self.jobs, "an integer >= 1 (1: one training stage at a time, as plain dvc repro)"
