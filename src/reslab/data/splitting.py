@@ -114,7 +114,7 @@ def split_manifest(manifest: pd.DataFrame, *, val_fraction: float, test_fraction
 def kfold_folds(manifest: pd.DataFrame, *, folds: int, repeat: int, seed: int) -> np.ndarray:
     """The fold (0..folds-1) of every row in one repeat of a stratified k-fold that keeps duplicate groups whole.
 
-    Per class, the duplicate groups (same `pixel_hash`) are shuffled by a generator seeded with (seed, repeat) and
+    Per class, the duplicate groups (`group`: pixel-identical and near-identical images) are shuffled by a generator seeded with (seed, repeat) and
     each is dealt to the fold holding the fewest images of that class so far, so folds are stratified and balanced;
     a group shared with an earlier class keeps its fold. The assignment depends only on (manifest, seed, repeat):
     adding repeats never changes an existing one.

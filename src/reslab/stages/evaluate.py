@@ -20,7 +20,7 @@ import torch
 from .. import plots, statistics, tracking
 from ..comparison import ROLE_NAMES, Replicate, compare, comparison_markdown, metrics_summary
 from ..config import Params, flatten, load_params, resolve_runtime
-from ..data.prepared import ALL, ImageArrays, load_prepared, replicate_rows
+from ..data.prepared import ALL, ImageArrays, load_prepared, load_replicate, replicate_rows
 from ..layout import ROLES, Layout
 from ..models.serialization import load_model_file
 from ..tracking.evaluation_run import evaluation_run
@@ -51,8 +51,7 @@ def load_replicates(layout: Layout, params: Params,
                 raise ValueError(f"{path}: trained on classes {meta['classes']}, but the test split has "
                                  f"{shared.classes}; rerun `dvc repro`")
             rows = replicate_rows(layout.replicate_splits, seed, "test") if kfold else None
-            test = ImageArrays(np.asarray(shared.images[rows]), shared.labels[rows], shared.classes) if kfold \
-                else shared
+            test = load_replicate(layout.prepared_dir, layout.replicate_splits, reps_cfg.design, seed, "test")
             loader = ArrayLoader(test, 256, shuffle=False, device=precision.device)
             logits, test_labels = predict_logits(to_device(model, precision), loader, precision)
             info = json.loads(layout.replicate_run_info(role, seed).read_text())

@@ -32,8 +32,8 @@ def main(root: Path, params_file: Path) -> dict:
                                                       val_fraction=cfg.val_fraction, seed=params.seed)
         # replicate 0's split as {train,val,test}.csv too: one fixed split for readers that need one (the depth
         # study); it depends on (seed, repeat 0, fold 0) only, so adding repeats leaves artifacts/split unchanged
-        first = replicates[reps.seeds[0]]
-        fixed = {name: manifest.set_index("path").loc[first.loc[first["split"] == name, "path"]].reset_index()
+        rows = replicates[reps.seeds[0]]
+        fixed = {name: manifest.set_index("path").loc[rows.loc[rows["split"] == name, "path"]].reset_index()
                  for name in ("train", "val", "test")}
         report["near_duplicate_distance"] = cfg.near_duplicate_distance
         write_split_outputs(fixed, classes, report, layout.split_dir, layout.reports / "split.json")

@@ -84,14 +84,17 @@ def replicate_mcnemar(correct_a, correct_b) -> list[dict]:
     """The exact McNemar test (`mcnemar_exact`) of each replicate on its own: test-set sampling only.
 
     Args:
-        correct_a: (R, N) bool (or 0/1) matrix, model A correct per replicate and test image.
-        correct_b: same for model B, rows paired with correct_a's.
+        correct_a: (R, N) bool (or 0/1) matrix, model A correct per replicate and test image, or one 1-D array per
+            replicate (k-fold: each replicate's fold, of its own size).
+        correct_b: same for model B, replicates paired with correct_a's.
 
     Returns:
-        One {"replicate": k, "n_a_only", "n_b_only", "p_value"} dict per row k, in row order.
+        One {"replicate": k, "n_a_only", "n_b_only", "p_value"} dict per replicate k, in order.
     """
-    a, b = check_correctness_matrices(correct_a, correct_b)
-    return [{"replicate": k, **mcnemar_exact(a[k], b[k])} for k in range(a.shape[0])]
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"correct_a and correct_b must hold the same replicates, got {len(correct_a)} and "
+                         f"{len(correct_b)}")
+    return [{"replicate": k, **mcnemar_exact(a, b)} for k, (a, b) in enumerate(zip(correct_a, correct_b))]
 
 
 def compare_replicates(
@@ -137,8 +140,7 @@ def compare_replicates(
          "verdict": `comparison_verdict` of the interval}
     """
     a, b = check_correctness_matrices(correct_a, correct_b)
-    name = design
-    if name == "kfold":  # one replicate per (repeat, fold), in that order: its cells are its fold's images
+    if design == "kfold":  # one replicate per (repeat, fold), in that order: its cells are its fold's images
         f = np.asarray(folds)
         masks = [(r, f[r] == k) for r in range(a.shape[0]) for k in range(int(f.max()) + 1)]
         cells_a, cells_b = [a[r][m] for r, m in masks], [b[r][m] for r, m in masks]
@@ -148,11 +150,11 @@ def compare_replicates(
     acc_b = np.array([c.mean() for c in cells_b])
     diffs = acc_b - acc_a
     boot_kw = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
-    design = design_interval(b.astype(np.int8) - a.astype(np.int8), name, confidence=confidence,
-                             **({"folds": folds} if name == "kfold" else {}))
-    interval = {"diff": design.estimate, "ci_low": design.lo, "ci_high": design.hi, "se": design.se,
-                "df": design.df, "confidence": design.confidence, "covers": design.covers, "design": design.design,
-                "components": dict(design.components)}
+    fitted = design_interval(b.astype(np.int8) - a.astype(np.int8), design, confidence=confidence,
+                             **({"folds": folds} if design == "kfold" else {}))
+    interval = {"diff": fitted.estimate, "ci_low": fitted.lo, "ci_high": fitted.hi, "se": fitted.se,
+                "df": fitted.df, "confidence": fitted.confidence, "covers": fitted.covers, "design": fitted.design,
+                "components": dict(fitted.components)}
     return {
         "n_replicates": int(acc_a.size),
         "n_test": int(a.shape[1]),
@@ -167,6 +169,6 @@ def compare_replicates(
         "interval": interval,
         "probability_of_improvement": improvement_probability(acc_a, acc_b, confidence=confidence),
         "sign_count": sign_count(acc_a, acc_b),
-        "mcnemar": [{"replicate": k, **mcnemar_exact(x, y)} for k, (x, y) in enumerate(zip(cells_a, cells_b))],
-        "verdict": comparison_verdict(design, name_a=name_a, name_b=name_b, power=power),
+        "mcnemar": replicate_mcnemar(cells_a, cells_b),
+        "verdict": comparison_verdict(fitted, name_a=name_a, name_b=name_b, power=power),
     }
