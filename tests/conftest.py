@@ -28,7 +28,6 @@ TINY_PARAMS = {
     "train.min_epochs": 0,
     "replicates.seeds": [1, 2],
     "replicates.folds": 2,  # kfold (the default): 1 repeat x 2 folds
-    "train.num_threads": 1,
     "evaluate.n_bootstrap": 200,
     "evaluate.n_prediction_examples": 3,
 }
@@ -56,6 +55,22 @@ def write_params(path: Path, overrides: dict) -> None:
 
     shutil.copy(REPO / "params.yaml", path)
     set_keys(path, overrides, validate=lambda _: None)
+
+
+def training_run_id(root: Path, role: str, seed: int) -> str:
+    """The FINISHED MLflow training run (in the project's own store) that produced models/<role>/seed_<seed>.pt, found
+    as evaluate finds it: by the weights file's SHA-256 tag."""
+    from mlflow.tracking import MlflowClient
+
+    from reslab.models.serialization import model_file_sha256
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    sha = model_file_sha256(root / "models" / role / f"seed_{seed}.pt")
+    found = client.search_runs([client.get_experiment_by_name("reslab").experiment_id],
+                               f"tags.weights_sha256 = '{sha}' and attributes.status = 'FINISHED'",
+                               order_by=["attributes.start_time DESC"])
+    assert found, f"no FINISHED run holds the weights of models/{role}/seed_{seed}.pt"
+    return found[0].info.run_id
 
 
 def load_benchmark(name: str) -> ModuleType:

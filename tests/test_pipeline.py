@@ -9,7 +9,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import copy_project, run
+from conftest import copy_project, run, training_run_id
 
 pytestmark = pytest.mark.slow
 SEEDS = (1, 2)
@@ -113,8 +113,8 @@ def test_mlflow_groups_replicates_and_records_every_stage(pipeline_project):
         assert {d.dataset.name for d in r.inputs.dataset_inputs} == {"train", "val"}
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "figures")}
         assert {"figures/learning_curves.png", "figures/augmented_examples.png"} <= artifacts
-        info = json.loads((root / f"models/{role}/seed_{seed}.run.json").read_text())
-        assert info["run_id"] == r.info.run_id and info["model_uri"].startswith("models:/")
+        assert training_run_id(root, role, seed) == r.info.run_id  # its weights file's SHA-256 tag
+        assert r.data.tags["result_model_uri"].startswith("models:/") and r.data.metrics["train_time_s"] > 0
     evaluate = [r for r in runs if r.data.tags.get("stage") == "evaluate"]
     assert len(evaluate) == 1
     ev_run = evaluate[0]
@@ -136,8 +136,7 @@ def test_champion_is_chosen_on_validation_only(pipeline_project):
     assert ev["champion"] == {"role": family, "seed": seed}
     client = client_for(root)
     champion = client.get_model_version_by_alias("reslab-classifier", "champion")
-    info = json.loads((root / f"models/{family}/seed_{seed}.run.json").read_text())
-    assert champion.tags["source_run_id"] == info["run_id"]
+    assert champion.tags["source_run_id"] == training_run_id(root, family, seed)
 
 
 def test_second_repro_runs_nothing_and_dvc_reads_metrics_and_plots(pipeline_copy):

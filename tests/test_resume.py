@@ -12,7 +12,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, TINY_PARAMS, copy_project, run, write_params
+from conftest import BIN, TINY_PARAMS, copy_project, run, training_run_id, write_params
 
 EPOCHS = 6
 RESUME_PARAMS = {**TINY_PARAMS, "train.epochs": EPOCHS, "train.patience": 0,
@@ -100,7 +100,7 @@ def test_training_killed_at_any_moment_resumes_into_one_run(prepared_project, tm
     client, runs = all_runs(root)
     assert [r.info.status for r in runs] == ["FINISHED"], "every attempt must continue the one MLflow run"
     run_id = runs[0].info.run_id
-    assert json.loads((root / "models/resnet/seed_1.run.json").read_text())["run_id"] == run_id
+    assert training_run_id(root, "resnet", 1) == run_id
     for metric in ("train_loss", "val_loss", "val_accuracy", "epoch_time_s"):
         steps = sorted(m.step for m in client.get_metric_history(run_id, metric))
         assert steps == list(range(1, EPOCHS + 1)), f"{metric} logged at steps {steps}"
@@ -142,8 +142,7 @@ def test_a_killed_evaluate_leaves_no_running_run(prepared_project, tmp_path):
     assert sorted(r.info.status for r in evaluate) == ["FINISHED", "KILLED"]
     assert not [r for r in runs if r.info.status == "RUNNING"] and not ledger.exists()
     for role in ("baseline", "resnet"):
-        info = json.loads((root / f"models/{role}/seed_1.run.json").read_text())
-        assert len(client.get_metric_history(info["run_id"], "test_accuracy")) == 1
+        assert len(client.get_metric_history(training_run_id(root, role, 1), "test_accuracy")) == 1
 
 
 KILL_AT_UNLINK = '''

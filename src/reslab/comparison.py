@@ -35,8 +35,8 @@ class Replicate:
         role: baseline | resnet.
         seed: its training seed.
         model: registry name of the architecture.
-        run_id: its MLflow training run.
-        model_uri: its logged MLflow model.
+        run_id: its MLflow training run (None: none in this store produced its model file).
+        model_uri: its logged MLflow model (None likewise).
         train: the training stage's summary (best_epoch, epochs_trained, stopped_early, best_val_accuracy,
             best_val_loss, ...): validation figures only.
         logits: (N, C) logits on its test split (kfold: its fold).
@@ -49,8 +49,8 @@ class Replicate:
     role: str
     seed: int
     model: str
-    run_id: str
-    model_uri: str
+    run_id: str | None
+    model_uri: str | None
     train: dict[str, Any]
     logits: np.ndarray
     labels: np.ndarray | None = None

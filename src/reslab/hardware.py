@@ -76,5 +76,5 @@ def oversubscription(num_threads: int, workers: int) -> str | None:
     if threads * workers <= cores:
         return None
     return (f"train.num_threads {num_threads} x {workers} worker(s) = {threads * workers} threads on {cores} cores: "
-            f"every OpenMP step then waits for descheduled threads and runs several times slower; set "
-            f"train.num_threads: 0 to share the cores")
+            f"every OpenMP step then waits for descheduled threads and runs several times slower; run fewer at once "
+            f"(replicates.jobs, --jobs, tune's --workers) or set fewer train.num_threads")

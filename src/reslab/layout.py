@@ -71,9 +71,6 @@ class Layout:
     def replicate_model(self, role: str, seed: int) -> Path:
         return self.models / role / f"seed_{seed}.pt"
 
-    def replicate_run_info(self, role: str, seed: int) -> Path:
-        return self.models / role / f"seed_{seed}.run.json"
-
     def replicate_metrics(self, role: str, seed: int) -> Path:
         return self.metrics / f"train_{role}" / f"seed_{seed}.json"
 

@@ -10,8 +10,8 @@ only on the prepared splits, not on each other, so this runs them as parallel `d
 3. `dvc repro`: evaluate, and anything else left.
 
 DVC records every stage exactly as under plain `dvc repro`, and the numbers are the same: a training stage's torch
-threads come from params (train.num_threads, or cores // replicates.jobs; `stages/train.py`), not from how many
-stages happen to run beside it. The gain is on CPUs, where one small-image training process cannot keep two cores
+threads come from params (train.num_threads, fixed; `stages/train.py`), not from how many stages run beside it or
+how many cores the machine has, and no stage reads `replicates.jobs`, so changing it reruns nothing. The gain is on CPUs, where one small-image training process cannot keep two cores
 busy (README, "Speed"); a GPU is shared by the processes.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import hardware
 from .config import ConfigError, load_params
 from .layout import ROLES
 
@@ -102,9 +103,13 @@ def run_parallel(root: Path, stages: list[str], jobs: int) -> list[str]:
 def main(root: Path, params_file: Path, jobs: int | None = None) -> int:
     """`reslab repro [--jobs N]`: the whole pipeline, the training replicates `jobs` (default replicates.jobs) at a
     time. Returns the exit status."""
-    jobs = load_params(params_file).replicates.jobs if jobs is None else jobs
+    params = load_params(params_file)
+    jobs = params.replicates.jobs if jobs is None else jobs
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: accepted: an integer >= 1")
+    warning = hardware.oversubscription(params.train.num_threads, jobs)
+    if warning:  # slower, never different: the threads are the stage's own param
+        print(f"reslab repro: warning: {warning}", file=sys.stderr)
     if jobs == 1:
         return subprocess.run(dvc("repro"), cwd=root).returncode
     rc = subprocess.run(dvc("repro", UPSTREAM), cwd=root).returncode

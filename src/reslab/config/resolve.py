@@ -22,7 +22,8 @@ class RuntimeConfig:
     Args:
         precision: auto | fp32 | bf16 | fp16, the recipe's already applied (`auto` is left to the hardware).
         device: auto | cpu | cuda.
-        num_threads: torch threads; 0 = the cores divided between the processes sharing them.
+        num_threads: torch threads; 0 = this machine's cores divided between the processes sharing them (sweep
+            workers), which makes the numbers depend on the machine.
     """
 
     precision: str = "auto"

@@ -114,7 +114,7 @@ class TrainConfig(Section):
     min_epochs: int = 20  # early stopping never ends training before this epoch (the first epochs are noisy)
     precision: Literal[PRECISIONS] = "auto"  # auto = the recipe's (original: fp32), else the hardware's
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_threads: int = 0  # torch intra-op threads; 0 = all cores (divided between sweep workers)
+    num_threads: int = 1  # torch intra-op threads, fixed so results never depend on the core count; 0 = all cores
     compile: bool = False  # torch.compile the training forward + backward (fuses BN/ReLU/adds; costs a compile)
     recipe: Literal[RECIPES] = "fair"  # fair = reslab's; original = the study's notebook (config.presets)
     init: Literal[INITS] | None = None  # both roles (a train_<role>.init wins); None = the recipe's (fair: per role)
@@ -160,8 +160,8 @@ class ReplicatesConfig(Section):
     seeds: tuple[int, ...] = (1, 2, 3)
     design: Literal[DESIGNS] = "kfold"
     folds: int = 3  # k of the k-fold design; seeds come in repeats of k
-    # training stages `reslab repro` (make run) runs at once; each gets train.num_threads or cores // jobs torch
-    # threads, under plain `dvc repro` too, so both give the same numbers
+    # training stages `reslab repro` (make run) runs at once: scheduling only, read by no stage (dvc.yaml), so it
+    # changes no number and reruns nothing
     jobs: int = 2
 
     def violations(self) -> Iterator[Violation]:

@@ -1,6 +1,7 @@
 """A trained model on disk: weights plus what is needed to rebuild it, loadable with weights_only=True."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,12 @@ def load_model_file(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
     model.load_state_dict(blob["state_dict"])
     meta = {k: v for k, v in blob.items() if k != "state_dict"}
     return model.to(device).eval(), meta
+
+
+def model_file_sha256(path: Path) -> str:
+    """The SHA-256 of a model file's bytes: what identifies the weights (MLflow's `weights_sha256` tag)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

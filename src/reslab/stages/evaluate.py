@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..data.prepared import ALL, ImageArrays, load_prepared, load_replicate, rep
 from ..layout import ROLES, Layout
 from ..models.serialization import load_model_file
 from ..tracking.evaluation_run import evaluation_run
+from ..tracking.training_run import find_training_run
 from ..training import ArrayLoader, Precision, predict_logits, setup_runtime, to_device
 
 
@@ -54,11 +56,12 @@ def load_replicates(layout: Layout, params: Params,
             test = load_replicate(layout.prepared_dir, layout.replicate_splits, reps_cfg.design, seed, "test")
             loader = ArrayLoader(test, 256, shuffle=False, device=precision.device)
             logits, test_labels = predict_logits(to_device(model, precision), loader, precision)
-            info = json.loads(layout.replicate_run_info(role, seed).read_text())
+            run_id, model_uri = find_training_run(layout.root, params.mlflow.experiment_name, f"train_{role}",
+                                                  path) or (None, None)
             train = json.loads(layout.replicate_metrics(role, seed).read_text())
             repeat, fold = divmod(j, reps_cfg.folds) if kfold else (0, 0)
-            replicates[role].append(Replicate(role=role, seed=seed, model=meta["model"], run_id=info["run_id"],
-                                              model_uri=info["model_uri"], train=train, logits=logits,
+            replicates[role].append(Replicate(role=role, seed=seed, model=meta["model"], run_id=run_id,
+                                              model_uri=model_uri, train=train, logits=logits,
                                               labels=test_labels if kfold else None, rows=rows, repeat=repeat,
                                               fold=fold))
     return replicates, labels, shared
@@ -160,8 +163,16 @@ def main(root: Path, params_file: Path) -> dict:
     figs = figures(result, replicates, labels, test, histories, params)
     experiment = os.environ.get("DVC_EXP_NAME")
     champion = result["champion"]
+    untracked = [f"train_{r.role}@{r.seed}" for reps in replicates.values() for r in reps if r.run_id is None]
+    if untracked:  # models from elsewhere (dvc pull, another store): compared all the same, their runs not updated
+        print(f"evaluate: warning: no FINISHED run in this MLflow store produced the model files of "
+              f"{', '.join(untracked)} (matched by their weights' SHA-256): their test metrics are not logged to a "
+              "training run, and such a champion is not promoted. Point MLFLOW_TRACKING_URI at the store they were "
+              "trained in, or retrain them (dvc repro --force <stage>).", file=sys.stderr)
     promoted = (f"Not promoted: this is the DVC experiment {experiment!r}; only `dvc repro` in the workspace moves "
                 "@champion." if experiment else
+                f"Not promoted: this MLflow store holds no training run of the champion's model file."
+                if champion["run_id"] is None else
                 f"Promoted to @champion of the registered model '{params.mlflow.registered_model_name}'.")
     write_outputs(layout, result, replicates, labels, test, curves, figs, promoted)
 
@@ -184,10 +195,11 @@ def main(root: Path, params_file: Path) -> dict:
                        figures=[layout.figures / name for name in figs])
     test_keys = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "loss", "macro_f1")
     run.log_replicate_metrics({row["run_id"]: {f"test_{k}": row[k] for k in test_keys}
-                               for m in result["models"].values() for row in m["replicates"]})
+                               for m in result["models"].values() for row in m["replicates"] if row["run_id"]})
     print(comparison_markdown(result, promoted).split("## Per replicate")[0].rstrip())
-    if experiment:
-        print(f"\nchampion: {champion['role']} seed {champion['seed']} (not promoted: DVC experiment {experiment})")
+    if experiment or champion["run_id"] is None:
+        why = f"DVC experiment {experiment}" if experiment else "no training run of it in this store"
+        print(f"\nchampion: {champion['role']} seed {champion['seed']} (not promoted: {why})")
     else:
         version = run.promote(champion["model_uri"], params.mlflow.registered_model_name, champion["run_id"])
         print(f"\nchampion: {champion['role']} seed {champion['seed']} -> registered model "

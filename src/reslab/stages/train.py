@@ -2,8 +2,10 @@
 recorded in MLflow as a child of the role's family run. It reads its replicate's train and val splits only
 (kfold: the rows of artifacts/replicates/seed_<seed>.csv; holdout: the shared split), never its test split.
 
-Outputs per (role, seed): models/<role>/seed_<seed>.pt (weights, weights_only-loadable), .run.json (MLflow ids),
-metrics/train_<role>/seed_<seed>.json, plots/train_<role>/seed_<seed>.csv. Resume state lives in
+Outputs per (role, seed): models/<role>/seed_<seed>.pt (weights, weights_only-loadable),
+metrics/train_<role>/seed_<seed>.json, plots/train_<role>/seed_<seed>.csv. They hold only what a rerun reproduces
+bit for bit (no wall-clock times, no run ids): timings go to MLflow, and the MLflow run is found again from the
+weights file's hash (its `weights_sha256` tag; `tracking.training_run.find_training_run`). Resume state lives in
 .reslab/checkpoints/train_<role>/ (the checkpoint seed_<seed>.pt and the MLflow run ledger seed_<seed>.mlflow.json),
 outside DVC's outputs (DVC deletes a stage's outputs before running it).
 """
@@ -33,8 +35,8 @@ def stage_params(params: Params, role: str) -> dict:
     """Exactly the params this stage reads (and declares in dvc.yaml), its replicate seed aside."""
     stage = params.model_stage(role)
     out = {"data": asdict(params.data), "train": asdict(params.train), f"train_{role}": asdict(stage),
-           # jobs sets the torch threads (cores // jobs); design, where the replicate's train/val come from
-           "replicates": {"jobs": params.replicates.jobs, "design": params.replicates.design}}
+           # design: where the replicate's train/val come from (how many stages run at once is not a param)
+           "replicates": {"design": params.replicates.design}}
     if stage.augment:
         out["augment"] = asdict(params.augment)
     return out
@@ -48,13 +50,16 @@ def split_table(layout: Layout, design: str, seed: int, split: str) -> tuple[pd.
     return table[table["split"] == split].reset_index(drop=True), replicate_split_file(layout.replicate_splits, seed)
 
 
+TIMING = ("epoch_time_s",)  # history columns that differ between identical runs: MLflow only, not DVC outputs
+
+
 def training_summary(model: nn.Module, result: FitResult) -> dict:
-    """metrics/train_<role>.json: the best epoch's validation figures, the budget used and the model's size."""
+    """metrics/train_<role>.json: the best epoch's validation figures, the budget used and the model's size (what
+    a rerun reproduces; the training time is logged to MLflow beside it)."""
     best = next(r for r in result.history if r["epoch"] == result.best_epoch)
     return {"best_epoch": result.best_epoch, "epochs_trained": len(result.history),
             "stopped_early": result.stopped_early, "best_val_loss": best["val_loss"],
             "best_val_accuracy": best["val_accuracy"],
-            "train_time_s": round(sum(r["epoch_time_s"] for r in result.history), 2),
             "n_parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -70,9 +75,10 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
     check_store(root)  # a tracking server that is down fails the stage now, not after loading data and training
     layout = Layout(root)
     name = f"train_{role}"
-    # replicates.jobs stages may run at once (reslab repro), so each takes its share of the cores, also when run alone
+    # train.num_threads torch threads whoever runs the stage (dvc repro, reslab repro --jobs N, a DVC queue worker),
+    # so that scheduling never changes the numbers; `reslab repro` warns when its stages oversubscribe the cores
     config = resolve(params, role, seed)
-    precision = setup_runtime(config.runtime, workers=params.replicates.jobs, who=f"{name}@{seed}")
+    precision = setup_runtime(config.runtime, who=f"{name}@{seed}")
     design = params.replicates.design
     train, val = load_train_val(layout.prepared_dir, layout.replicate_splits, design, seed)
     sp = stage_params(params, role)
@@ -104,22 +110,21 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
                                          extra={"mlflow_run_id": run.run_id}, on_epoch_end=run.log_epoch,
                                          progress=progress)
         summary = training_summary(model, result)
+        train_time_s = round(sum(r["epoch_time_s"] for r in result.history), 2)
         model_file = layout.replicate_model(role, seed)
         model_file.parent.mkdir(parents=True, exist_ok=True)
         save_model_file(model_file, model, name=config.model, model_args=config.model_args, classes=train.classes,
-                        image_size=config.image_size, extra={"role": role, "seed": seed, "mlflow_run_id": run.run_id})
-        model_uri = run.log_result(summary, result.history, model_file=model_file,
-                                   title=f"{name}@{seed} ({config.model})")
+                        image_size=config.image_size, extra={"role": role, "seed": seed})
+        run.log_result({**summary, "train_time_s": train_time_s}, result.history, model_file=model_file,
+                       title=f"{name}@{seed} ({config.model})")
         for path in (layout.replicate_metrics(role, seed), layout.replicate_history(role, seed)):
             path.parent.mkdir(parents=True, exist_ok=True)
         layout.replicate_metrics(role, seed).write_text(json.dumps(summary, indent=2) + "\n")
-        pd.DataFrame(result.history).to_csv(layout.replicate_history(role, seed), index=False)
-        layout.replicate_run_info(role, seed).write_text(json.dumps(
-            {"run_id": run.run_id, "experiment_id": run.experiment_id, "model_uri": model_uri, "model": config.model,
-             "role": role, "seed": seed}, indent=2) + "\n")
+        pd.DataFrame(result.history).drop(columns=list(TIMING)).to_csv(layout.replicate_history(role, seed),
+                                                                       index=False)
     ckpt.unlink(missing_ok=True)  # finished: a forced rerun starts fresh
     ledger.unlink(missing_ok=True)
     print(f"{name}@{seed}: {config.model} best val_accuracy {summary['best_val_accuracy']:.4f} at epoch "
           f"{result.best_epoch} ({len(result.history)} epochs, {'early stopping' if result.stopped_early else 'cap'}, "
-          f"{summary['train_time_s']:.0f}s, {precision.name}); MLflow run {run.run_id}")
+          f"{train_time_s:.0f}s, {precision.name}); MLflow run {run.run_id}")
     return summary

@@ -19,9 +19,22 @@ SERVER_PROBE_TIMEOUT_S = 10.0  # one bounded request: MLflow's own client retrie
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy stores other than SQLite, e.g. postgresql+psycopg
 
 
+def store_root(root: Path) -> Path:
+    """The project whose own store (mlflow.db, mlartifacts/) a stage at `root` records into: `root`, except in a
+    DVC experiment run outside the workspace (`dvc exp run --queue` / `--temp`, then `dvc queue start`), where DVC
+    runs the stages in a throwaway copy under <project>/.dvc/tmp/exps/ and names the project in DVC_ROOT; runs
+    recorded into the copy's store would be deleted with it."""
+    root = Path(root).resolve()
+    project = os.environ.get("DVC_ROOT")
+    if project and root.is_relative_to(Path(project).resolve() / ".dvc" / "tmp"):
+        return Path(project).resolve()
+    return root
+
+
 def tracking_uri(root: Path) -> str:
-    """An explicit MLFLOW_TRACKING_URI wins; else an absolute sqlite:///<root>/mlflow.db (MLflow 3's default store)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    """An explicit MLFLOW_TRACKING_URI wins; else an absolute sqlite:///<project>/mlflow.db (MLflow 3's default
+    store), the project being `store_root(root)`."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root(root) / 'mlflow.db'}"
 
 
 def _is_local(uri: str) -> bool:
@@ -97,7 +110,7 @@ def setup(root: Path, experiment_name: str) -> str:
     """Point MLflow at the project's store (checked by `check_store`) and return the experiment id (created on
     first use).
 
-    Artifacts of a local store go to <root>/mlartifacts. A tracking server keeps them where its
+    Artifacts of a local store go to <project>/mlartifacts (`store_root`). A tracking server keeps them where its
     --artifacts-destination says (nothing is written into the project); a database without a server leaves them
     to MLflow's default location.
 
@@ -111,7 +124,7 @@ def setup(root: Path, experiment_name: str) -> str:
     exp = client.get_experiment_by_name(experiment_name)
     if exp is not None:
         return exp.experiment_id
-    location = (root / "mlartifacts").resolve().as_uri() if _is_local(uri) else None
+    location = (store_root(root) / "mlartifacts").as_uri() if _is_local(uri) else None
     try:
         return client.create_experiment(experiment_name, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # another process created it first

@@ -17,10 +17,11 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from ..layout import file_lock
+from ..models.serialization import model_file_sha256
 from .ledger import start_stage_run
 from .lineage import run_label, standard_tags
 from .records import log_dataset, log_epoch, log_figure, log_model, log_params_flat, logged_epochs
-from .store import setup
+from .store import setup, store_root
 
 INPUTS_TAG = "inputs_logged"  # set once params, datasets and the examples figure are in the run
 # MLflow's system metrics (system/cpu_utilization_percentage, memory, disk, GPU when present) every few seconds: a
@@ -28,6 +29,9 @@ INPUTS_TAG = "inputs_logged"  # set once params, datasets and the examples figur
 SYSTEM_METRICS_INTERVAL_S = 5
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not two INFO lines per replicate
 RESULT_TAG = "result_model_uri"  # set once the summary, curves and model are in the run: the logged model's URI
+# the SHA-256 of the weights file the run produced: how evaluate (or anyone holding a model file, e.g. after
+# `dvc pull`) finds the run again, since DVC-tracked outputs carry no run ids (a rerun must reproduce them bit for bit)
+WEIGHTS_TAG = "weights_sha256"
 
 
 class TrainingRun:
@@ -95,6 +99,7 @@ class TrainingRun:
         mlflow.log_metrics({k: float(v) for k, v in summary.items()})
         log_figure(plots.learning_curves(history, title=title), "figures/learning_curves.png")
         uri = log_model(model_file)
+        mlflow.set_tag(WEIGHTS_TAG, model_file_sha256(model_file))
         mlflow.set_tag(RESULT_TAG, uri)
         return uri
 
@@ -125,7 +130,7 @@ def store_lock(root: Path):
     file's schema, the experiment and a family's parent run. Replicates started at once by `reslab repro` would
     otherwise race (two schema migrations, two parents of one family). Processes on other machines sharing a
     tracking server are not covered: start one replicate first there."""
-    return file_lock(root / ".reslab" / "mlflow-store.lock")
+    return file_lock(store_root(root) / ".reslab" / "mlflow-store.lock")
 
 
 @contextmanager
@@ -162,3 +167,23 @@ def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, led
                                       tags={**all_tags, FAMILY_TAG: family, "mlflow.parentRunId": parent})
     with active:
         yield TrainingRun(active, resumed)
+
+
+def find_training_run(root: Path, experiment_name: str, stage: str, model_file: Path) -> tuple[str, str] | None:
+    """The FINISHED training run of `stage` that produced `model_file` (by its `weights_sha256` tag; the newest when
+    a forced rerun reproduced the same weights), as (run id, logged model URI); None when this store has none (e.g.
+    models pulled from a DVC remote into a project with another store).
+
+    Args:
+        root: project root (the store's default location).
+        experiment_name: MLflow experiment.
+        stage: train_baseline | train_resnet.
+        model_file: the weights file the stage wrote.
+    """
+    experiment_id = setup(root, experiment_name)
+    found = MlflowClient().search_runs(
+        [experiment_id], f"tags.{WEIGHTS_TAG} = '{model_file_sha256(model_file)}' and tags.stage = '{stage}' "
+                         f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1)
+    if not found or RESULT_TAG not in found[0].data.tags:
+        return None
+    return found[0].info.run_id, found[0].data.tags[RESULT_TAG]
