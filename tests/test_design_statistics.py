@@ -78,6 +78,35 @@ def test_a_negative_component_is_truncated_not_a_negative_variance():
     assert (same.se, same.lo, same.hi) == (0.0, 0.0, 0.0)
 
 
+def test_satterthwaite_df_is_evaluated_at_the_restricted_expected_mean_squares():
+    rng = np.random.default_rng(5)
+    n, big_n = 3, 40
+    d = rng.standard_normal(big_n) + 0.5 * rng.standard_normal((n, big_n))
+    d -= d.mean(axis=1, keepdims=True)  # identical seed means: MS_seed = 0 < MS_resid, a negative seed component
+    grand, cols = d.mean(), d.mean(axis=0)
+    ms_image = n * ((cols - grand) ** 2).sum() / (big_n - 1)
+    df_resid = (n - 1) * (big_n - 1)
+    ms_resid = ((d - cols[None, :] + grand - d.mean(axis=1, keepdims=True)) ** 2).sum() / df_resid
+    res = design_interval(d)
+    assert res.se == pytest.approx(np.sqrt((0.0 + ms_image - ms_resid) / (n * big_n)))  # still the unbiased one
+    pooled = df_resid * ms_resid / (n - 1 + df_resid)  # E[MS_seed] = E[MS_resid] once s2_rep = 0 (Thompson 1962)
+    df = ms_image ** 2 / (pooled ** 2 / (n - 1) + ms_image ** 2 / (big_n - 1) + pooled ** 2 / df_resid)
+    assert res.df == pytest.approx(df)
+    assert res.components["replicate"] == 0.0 and res.components["residual"] == pytest.approx(pooled)
+
+
+def test_kfold_with_identical_fold_means_pools_the_mean_squares_by_their_df():
+    rng = np.random.default_rng(6)
+    k, big_n = 3, 30
+    folds = rng.permutation(np.arange(big_n) % k)[None, :]
+    d = rng.integers(-1, 2, size=(1, big_n)).astype(float)
+    for f in range(k):
+        d[0, folds[0] == f] -= d[0, folds[0] == f].mean()  # every fold mean 0: MS_fold = 0, var would be 0
+    res = design_interval(d, "kfold", folds=folds)
+    assert res.components["replicate"] == 0.0
+    assert res.se == pytest.approx(np.sqrt(d.var(ddof=1) / big_n)) and res.df == pytest.approx(big_n - 1)
+
+
 def test_design_interval_rejects_what_does_not_fit_the_design():
     with pytest.raises(ValueError, match="design must be one of"):
         design_interval(np.zeros((3, 10)), "cv")
@@ -122,21 +151,33 @@ def test_newcombe_interval_matches_singlecasees_and_is_not_degenerate_at_separat
     assert improvement_probability([1, 2, 3], [4, 5, 6], higher_is_better=False)["probability"] == 0.0
 
 
-@pytest.mark.parametrize("name", ["seed noise dominates", "model x image dominates"])
-def test_new_holdout_interval_covers_within_the_band(name):
-    """Coverage of the nominal 95 % interval at delta = 0, 2000 studies: MC error (1 sd) 0.5 pp."""
+def _null_rates(lo, hi):
+    """(coverage, false-positive rate) of intervals at a true difference of 0."""
+    return float(np.mean((lo <= 0) & (hi >= 0))), float(np.mean((lo > 0) | (hi < 0)))
+
+
+@pytest.mark.parametrize("name, seeds, studies", [("seed noise dominates", 3, 2000),
+                                                  ("model x image dominates", 3, 4000),
+                                                  ("seed noise dominates", 5, 2000),
+                                                  ("model x image dominates", 5, 2000)])
+def test_new_holdout_interval_covers_within_the_band(name, seeds, studies):
+    """Coverage of the nominal 95 % interval at delta = 0 in [0.93, 0.97] and false positives <= 6 %, the target of
+    benchmarks/calibration.py; MC error (1 sd) 0.5 pp at 2000 studies, 0.35 pp at 4000. With 3 seeds and a large
+    model x image effect, Satterthwaite's df from the observed mean squares fell below the band (docs/results.md):
+    4000 studies there, to tell the two apart."""
     cal = _calibration()
     sc = next(s for s in cal.SCENARIOS if s.name == name)
     rng = np.random.default_rng(20)
-    d = cal.simulate_holdout(rng, sc, 5, 2000, 0.0)
-    lo, hi, _ = cal.intervals("holdout", d, None, 0)
-    assert 0.93 <= np.mean((lo <= 0) & (hi >= 0)) <= 0.97
+    d = cal.simulate_holdout(rng, sc, seeds, studies, 0.0)
+    coverage, false_positives = _null_rates(*cal.intervals("holdout", d, None, 0)[:2])
+    assert 0.93 <= coverage <= 0.97 and false_positives <= 0.06, (coverage, false_positives)
 
 
-def test_new_kfold_interval_covers_the_split_effect_within_the_band():
+@pytest.mark.parametrize("repeats, folds", [(1, 3), (2, 5)])  # J = 3 (the t over fold means) and J = 10
+def test_new_kfold_interval_covers_the_split_effect_within_the_band(repeats, folds):
     cal = _calibration()
     sc = next(s for s in cal.SCENARIOS if s.sd_split > 0)
     rng = np.random.default_rng(21)
-    d, folds = cal.simulate_kfold(rng, sc, 2, 5, 2000, 0.0)  # J = 10 = 2 repeats x 5 folds
-    lo, hi, _ = cal.intervals("kfold", d, folds, 0)
-    assert 0.93 <= np.mean((lo <= 0) & (hi >= 0)) <= 0.97
+    d, fold_index = cal.simulate_kfold(rng, sc, repeats, folds, 2000, 0.0)
+    coverage, false_positives = _null_rates(*cal.intervals("kfold", d, fold_index, 0)[:2])
+    assert 0.93 <= coverage <= 0.97 and false_positives <= 0.06, (coverage, false_positives)

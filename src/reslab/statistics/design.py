@@ -18,9 +18,11 @@ The mean difference over all cells has Var(dbar) = v_rep * s2_rep + s2_img / N +
 ``d`` and v_rep = sum over replicates of (cells of the replicate / cells)^2 (1/n for holdout, 1/(r k) for balanced
 k-fold). The components come from mean squares (MS) whose expectations are linear in them; Var(dbar) is then a
 linear combination sum_k c_k MS_k, with Satterthwaite's (1946) degrees of freedom
-df = (sum_k c_k MS_k)^2 / sum_k (c_k MS_k)^2 / df_k (bounded below by the df of the least stable MS that enters
-with a positive coefficient, see `_combine`). A component estimated below zero is set to zero and the
-combination re-derived without it, but only where the unbiased total is not positive (see `_combine`).
+df = (sum_k c_k E_k)^2 / sum_k (c_k E_k)^2 / df_k (bounded below by the df of the least stable MS that enters
+with a positive coefficient, see `_combine`), E_k the expected mean squares fitted at non-negative components
+(Thompson 1962; equal to the observed MS_k unless a component estimate is negative). A component estimated below
+zero is set to zero and the combination re-derived without it, but only where the unbiased total is not positive
+(see `_combine`).
 
 Holdout (two-way crossed random design without replication; Searle, Casella & McCulloch, "Variance Components",
 1992, sec. 4.6): with MS_seed = N sum_s (dbar_s. - dbar)^2 / (n-1), MS_image = n sum_i (dbar_.i - dbar)^2 / (N-1)
@@ -156,19 +158,43 @@ def _kfold_mean_squares(d: np.ndarray, folds: np.ndarray, k: int) -> np.ndarray:
     return np.array(ms)
 
 
+def _restricted_components(a: np.ndarray, ms: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Non-negative components whose expected mean squares A @ theta fit `ms`, by df-weighted least squares.
+
+    A component estimated below zero is set to zero and the others refitted, until none is negative. MS whose
+    expectations then coincide are pooled, weighted by their df: Thompson's (1962, "The problem of negative
+    estimates of variance components", Ann. Math. Statist. 33) restricted estimate, e.g. MS_seed < MS_resid in a
+    holdout gives s2_rep = 0 and s2_res = (SS_seed + SS_resid) / (df_seed + df_resid).
+    """
+    w = np.sqrt(df)
+    kept = np.ones(a.shape[1], dtype=bool)
+    while True:
+        theta = np.zeros(a.shape[1])
+        theta[kept] = np.linalg.lstsq(w[:, None] * a[:, kept], w * ms, rcond=None)[0]
+        negative = kept & (theta < 0)
+        negative[-1] = False  # the residual is a mean square itself, never negative
+        if not negative.any():
+            return np.maximum(theta, 0.0)
+        kept &= ~negative
+
+
 def _combine(a: np.ndarray, ms: np.ndarray, df: np.ndarray, v: np.ndarray) -> tuple[float, float, np.ndarray]:
     """(Var(dbar), Satterthwaite df, components) from mean squares.
 
     The unbiased combination is kept whenever it is positive, even if a component estimate is negative (its
     MS then only corrects the others); only a non-positive total drops the negative components (set to zero)
-    and re-derives the combination without them. Components are reported clipped at zero.
+    and re-derives the combination without them. The components reported, and the expected mean squares at which
+    Satterthwaite's df is evaluated, are the restricted (non-negative) ones of `_restricted_components`.
     """
     kept = np.ones(a.shape[1], dtype=bool)
+    w = np.sqrt(df)
     while True:
         theta = np.zeros(a.shape[1])
         theta[kept] = np.linalg.lstsq(a[:, kept], ms, rcond=None)[0]
-        # min-norm c with c @ A[:, kept] = v[kept]: an unbiased linear combination of the MS for the kept model
-        c = np.linalg.lstsq(a[:, kept].T, v[kept], rcond=None)[0]
+        # c with c @ A[:, kept] = v[kept] (an unbiased linear combination of the MS for the kept model) and the
+        # least sum c_k^2 / df_k: unique for the full model; without a dropped component, MS that now share an
+        # expectation enter pooled by their df (the combination of least variance), not equally weighted
+        c = w * np.linalg.lstsq((w[:, None] * a[:, kept]).T, v[kept], rcond=None)[0]
         var = float(c @ ms)
         negative = kept & (theta < 0)
         negative[-1] = False  # the residual is a mean square itself, never negative
@@ -176,14 +202,22 @@ def _combine(a: np.ndarray, ms: np.ndarray, df: np.ndarray, v: np.ndarray) -> tu
             break
         kept &= ~negative
     var = max(var, 0.0)
-    denom = float((((c * ms) ** 2) / df).sum())
-    dof = var ** 2 / denom if denom > 0 else float("inf")
+    theta = _restricted_components(a, ms, df)
+    # Satterthwaite's (1946) df = E[sum c_k MS_k]^2 / sum (c_k E[MS_k])^2 / df_k needs the expected mean squares.
+    # Plugging in the observed MS is poor when one enters with a negative coefficient (Gaylor & Hopper 1969,
+    # Technometrics 11): with MS_seed below MS_resid in the holdout, the estimated variance and 1 / df shrink
+    # together, so the interval is narrowest where it is too narrow already. The df are therefore evaluated at the
+    # fitted E[MS] = A @ theta of the restricted components: the observed MS whenever no component estimate is
+    # negative (A is square), and never an E[MS] below what its model says it must exceed (E[MS_seed] >= E[MS_resid]).
+    expected = c * (a @ theta)
+    denom = float((expected ** 2 / df).sum())
+    dof = float(expected.sum()) ** 2 / denom if denom > 0 else float("inf")
     # A negative coefficient can drive Satterthwaite's df below that of every MS it adds (to ~0 when the
     # subtracted MS nearly cancels the sum); bound it by the least stable MS with a positive coefficient.
-    positive = (c * ms) > 0
+    positive = expected > 0
     if positive.any():
         dof = max(dof, float(df[positive].min()))
-    return var, dof, np.maximum(theta, 0.0)
+    return var, dof, theta
 
 
 def _interval(design, method, mean, var, dof, confidence, components, n_rows, n_folds, big_n, covers):
