@@ -1,12 +1,14 @@
 """The served model as a user meets it: logged and registered as the pipeline does, loaded with
 `mlflow.pyfunc.load_model`, served by `mlflow models serve` over HTTP, and used by `reslab predict`; encoded images
-in, class names and probabilities out, and a bad row answered with its own error."""
+in, class names and probabilities out, and a bad row answered with its own error. The model also loads and serves in
+a fresh environment built from its own requirements.txt alone, where reslab is not installed."""
 from __future__ import annotations
 
 import base64
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, run
 from odd_files import BLUE, RED, exif_rotated_jpeg
 CLASSES = ["blue", "red"]
 SIZE = 32
@@ -239,3 +241,105 @@ def test_mlflow_serves_the_champion_and_predict_answers_the_same(champion, capsy
             best = sorted(row["probabilities"].items(), key=lambda item: -item[1])
             assert printed[str(images[k])] == ", ".join(f"{c} {p:.1%}" for c, p in best)
     assert f"{images['junk']}: error: not a readable image" in err and "Traceback" not in err
+
+
+# The served model outside the project: an environment built from the model's own requirements.txt alone, as MLflow's
+# default env manager builds one (a venv of the base Python, then `pip install -r requirements.txt`), with no reslab.
+BARE_PREDICT = """
+import json, sys
+import mlflow, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+out = model.predict(pd.DataFrame({"image": [open(p, "rb").read() for p in sys.argv[2:]]}))
+print(json.dumps({"columns": list(out.columns), "rows": out.to_dict("records"),
+                  "reslab": sys.modules["reslab"].__file__}))
+"""
+
+
+@pytest.fixture(scope="module")
+def bare_venv(champion, tmp_path_factory):
+    """A fresh venv (the project's base Python, no site packages) holding only the champion's requirements.txt;
+    yields (its python, the downloaded model). Removed afterwards, it holds torch's several GB, by a detached `rm`:
+    deleting its 32k files takes a minute or more on some disks, which the tests after it need not wait for."""
+    import mlflow
+
+    root, _, name, _ = champion
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    work = tmp_path_factory.mktemp("bare")
+    model = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@champion", dst_path=str(work / "model")))
+    venv = work / "venv"
+    try:
+        run([sys.executable, "-m", "venv", str(venv)], work)  # venv uses the interpreter this one is based on
+        python = venv / "bin" / "python"
+        # --no-compile: no bytecode up front for every file of torch; Python writes it for what it imports
+        run([str(python), "-m", "pip", "install", "-q", "--no-compile", "-r", str(model / "requirements.txt")],
+            work, env=_bare_env(venv, root), timeout=1500)
+        yield python, model
+    finally:
+        subprocess.Popen(["rm", "-rf", str(venv)], start_new_session=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+
+
+def _bare_env(venv: Path, root: Path) -> dict[str, str]:
+    """The bare venv first on PATH, as after activating it, the test's store, and no PYTHONPATH."""
+    return {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv),
+            "PYTHONPATH": "", "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+
+
+@pytest.mark.slow
+def test_the_model_loads_where_only_its_requirements_are_installed(champion, bare_venv):
+    from reslab.serving import ImageClassifier
+
+    root, _, name, images = champion
+    python, model = bare_venv
+    env = _bare_env(python.parent.parent, root)
+    # The model carries the classifier's code and no more of reslab (no DVC, Optuna, MLflow tracking behind it).
+    carried = {p.relative_to(model / "code").as_posix() for p in (model / "code").rglob("*.py")}
+    assert {"reslab/serving.py", "reslab/data/prepared.py", "reslab/models/serialization.py"} <= carried
+    assert not {p for p in carried if p.startswith(("reslab/tracking", "reslab/tuning", "reslab/stages"))}
+    assert "reslab" not in (model / "requirements.txt").read_text()
+
+    missing = run([str(python), "-c", "import reslab"], root, env=env, check=False)
+    assert missing.returncode != 0 and "No module named 'reslab'" in missing.stderr  # reslab is not installed there
+
+    order = ["red", "junk", "blue"]
+    proc = run([str(python), "-c", BARE_PREDICT, f"models:/{name}@champion", *(str(images[k]) for k in order)],
+               root, env=env)
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["columns"] == ["class", "probability", "probabilities", "error"]
+    assert "/code/reslab/" in out["reslab"]  # the model's own copy of the code ran
+    bare = dict(zip(order, out["rows"]))
+    assert bare["red"]["class"] == "red" and bare["blue"]["class"] == "blue"
+    assert bare["junk"]["class"] is None and bare["junk"]["error"].startswith("not a readable image")
+
+    # The project's classifier on the model's weights file gives the same numbers.
+    here = ImageClassifier.from_model_file(next(model.rglob("*.pt"))).classify(
+        [images[k].read_bytes() for k in order]).to_dict("records")
+    for k, row in zip(order, here):
+        assert row["class"] == bare[k]["class"] and row["error"] == bare[k]["error"]
+        if row["probabilities"] is not None:
+            assert row["probabilities"] == pytest.approx(bare[k]["probabilities"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_mlflow_serves_the_champion_from_the_bare_environment(champion, bare_venv):
+    root, _, name, images = champion
+    python, _ = bare_venv
+    port = _free_port()
+    log = root / "serve_bare.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(python.parent / "mlflow"), "models", "serve", "-m", f"models:/{name}@champion",
+                                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=root, env={**os.environ, **_bare_env(python.parent.parent, root),
+                                               "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_until_ready(proc, f"http://127.0.0.1:{port}/ping", log)
+        status, body = _post(f"http://127.0.0.1:{port}/invocations",
+                             {"dataframe_split": {"columns": ["image"],
+                                                  "data": [[b64(images["red"])], [b64(images["junk"])]]}})
+    finally:
+        _stop(proc)
+    assert status == 200, body
+    red, junk = body["predictions"]
+    assert red["class"] == "red" and red["error"] is None and list(red["probabilities"]) == CLASSES
+    assert junk["class"] is None and junk["error"].startswith("not a readable image")

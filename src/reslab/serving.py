@@ -22,10 +22,15 @@ Each image is decoded and resized exactly as `prepare` did the training images (
 the model's size, ignoring aspect), and scaled to [0, 1] as in training.
 
 Serialization: MLflow "models from code", no pickle. The logged model holds `MODEL_CODE` (three lines that import
-`ImageClassifier` from the installed reslab package and pass an instance to `mlflow.models.set_model`) and one
-artifact, the weights-only model file (`models.serialization`), which `load_context` reads with
-`torch.load(weights_only=True)`. Loading the model therefore needs reslab installed where it is loaded, e.g.
-`mlflow models serve -m models:/reslab-classifier@champion --env-manager local` from the project's environment.
+`ImageClassifier` from reslab and pass an instance to `mlflow.models.set_model`), the reslab code it runs: this
+module and the reslab modules it imports, transitively, as source in the model's `code/` folder (MLflow's
+`code_paths`, copied by `tracking.records.served_code`), and one artifact, the weights-only model file
+(`models.serialization`), which `load_context` reads with `torch.load(weights_only=True)`. Its requirements.txt pins
+the rest of what that code imports (torch, pillow, numpy, pandas, and MLflow's own pin), so the model loads where
+only those are installed, and reslab is not: `mlflow models serve -m models:/reslab-classifier@champion` with
+MLflow's default env manager (it builds that environment), or `mlflow models build-docker`. So this module and what
+it imports stay within those packages: no DVC, Optuna, matplotlib or the rest of reslab. (A process that has already
+imported reslab, such as the project's tests, runs that reslab instead.)
 """
 from __future__ import annotations
 
@@ -52,7 +57,8 @@ IMAGE_COLUMN = "image"
 OUTPUT_COLUMNS = ("class", "probability", "probabilities", "error")
 MODEL_FILE = "model_file"  # the artifact's key in the logged model
 MODEL_CODE_FILE = "reslab_image_classifier.py"
-MODEL_CODE = '''"""reslab's served image classifier (see reslab.serving), logged as an MLflow model from code."""
+MODEL_CODE = '''"""reslab's served image classifier (see reslab.serving), logged as an MLflow model from code; reslab
+comes with the model, in its code/ folder."""
 import mlflow
 
 from reslab.serving import ImageClassifier

@@ -71,6 +71,10 @@ def log_model(model_file: Path, name: str = "model") -> str:
     one artifact is the weights-only `model_file`; encoded images in, class names and probabilities out, with that
     signature and a real PNG as input example. Returns the model URI.
 
+    The model carries the reslab code it runs (`served_code`, MLflow's `code_paths`), and its requirements name
+    everything else it imports, so it loads in an environment built from its own requirements.txt alone (MLflow's
+    default env manager, `mlflow models build-docker`), with no reslab installed there.
+
     Args:
         model_file: the weights file the training stage saved.
         name: the logged model's name in the run.
@@ -80,16 +84,67 @@ def log_model(model_file: Path, name: str = "model") -> str:
 
     from .. import serving
 
-    # Explicit requirements skip MLflow's slow inference; reslab itself must be installed where the model loads.
+    # Explicit requirements skip MLflow's slow inference; MLflow adds its own pin.
     requirements = [f"{dist}=={version(dist).split('+')[0]}" for dist in ("torch", "pillow", "numpy", "pandas")]
     with tempfile.TemporaryDirectory() as tmp:
         code = Path(tmp) / serving.MODEL_CODE_FILE
         code.write_text(serving.MODEL_CODE)
+        package = served_code(serving.__name__, Path(tmp) / "code")
         info = mlflow.pyfunc.log_model(
             name=name, python_model=str(code), artifacts={serving.MODEL_FILE: str(model_file)},
-            signature=serving.SIGNATURE, input_example=serving.input_example(), pip_requirements=requirements,
+            code_paths=[str(package)], signature=serving.SIGNATURE, input_example=serving.input_example(),
+            pip_requirements=requirements,
         )
     return info.model_uri
+
+
+def served_code(module: str, dest: Path) -> Path:
+    """Copy a module's source and that of every module of its package that it imports, transitively, into `dest` as
+    a package tree (dest/reslab/serving.py, dest/reslab/data/images.py, ...): the code a logged model carries.
+
+    The imports are read from the sources (those inside functions too), not run, so what the model carries follows
+    the code as it changes; parent packages come along, as Python runs their `__init__` first.
+
+    Args:
+        module: the module's dotted name (`reslab.serving`).
+        dest: the folder to copy into (created).
+
+    Returns:
+        The package's folder in `dest` (dest/reslab), to pass to MLflow's `code_paths`.
+    """
+    import ast
+    import importlib.util
+    import shutil
+
+    top = module.partition(".")[0]
+    root = Path(importlib.util.find_spec(top).origin).parent.parent  # the folder that holds the package
+
+    def source(name: str) -> Path | None:
+        base = root.joinpath(*name.split("."))
+        return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+    found: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in found or name.partition(".")[0] != top or (path := source(name)) is None:
+            continue
+        found[name] = path
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        package = parts if path.name == "__init__.py" else parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package[:len(package) - node.level + 1] if node.level else [])
+                target = ".".join(filter(None, [base, node.module]))
+                todo += [target] + [f"{target}.{alias.name}" for alias in node.names]  # a name may be a module
+    for path in found.values():
+        copy = dest / path.relative_to(root)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy)
+    return dest / top
 
 
 def log_metrics_to_run(run_id: str, metrics: dict[str, float]) -> None:
