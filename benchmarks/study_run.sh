@@ -22,7 +22,7 @@ export PATH="$repo/.venv/bin:$PATH" PYTHONPATH="$work/src" MLFLOW_DISABLE_TELEME
 unset MLFLOW_TRACKING_URI
 started=$(date +%s)
 if [ "${STUDY_EVALUATE_ONLY:-0}" = 1 ]; then
-  rsync -a --delete "$repo/src/reslab/statistics/" "$work/src/reslab/statistics/"
+  rm -rf "$work/src/reslab/statistics" && cp -r "$repo/src/reslab/statistics" "$work/src/reslab/statistics"
   (cd "$work" && dvc repro evaluate)
 else
   rm -rf "$work"
@@ -44,8 +44,15 @@ EOF
 fi
 wall=$(( $(date +%s) - started ))
 out=benchmarks/results/$name-$(date +%F).md
+if [ "${STUDY_EVALUATE_ONLY:-0}" = 1 ]; then
+  note="<!-- evaluate rerun in that clone with the statistics/ of $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src/reslab/statistics || echo '+changes'): ${wall} s; $(date +%F) -->"
+else
+  echo "<!-- reports/comparison.md of \`bash benchmarks/study_run.sh $name $data $*\` (a clone of $(git -C "$work" rev-parse --short HEAD), reslab repro); $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, torch $(python -c 'import torch; print(torch.__version__)'); wall ${wall} s; $(date +%F) -->" > "$work/.study-header"
+  note=""
+fi
 {
-  echo "<!-- reports/comparison.md of \`bash benchmarks/study_run.sh $name $data $*\` (a clone of $(git -C "$work" rev-parse --short HEAD), reslab repro); $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, torch $(python -c 'import torch; print(torch.__version__)'); wall ${wall} s$([ "${STUDY_EVALUATE_ONLY:-0}" = 1 ] && echo ' (evaluate only, with this checkout'"'"'s statistics/)'); $(date +%F) -->"
+  cat "$work/.study-header"
+  [ -z "$note" ] || echo "$note"
   cat "$work/reports/comparison.md"
 } > "$out"
 echo "$out"
