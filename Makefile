@@ -3,12 +3,14 @@
 #               repro, replicates in parallel), print the comparison
 #   make test   set up .venv, run the whole test suite (slow end-to-end tests included)
 #   make depth-study  the depth study, plain vs residual nets as depth grows (its own DVC project, studies/depth)
-# Pinned installs: .venv gets the exact versions in $(LOCK), tested together on the Python named in its header.
+# Pinned installs: .venv gets the exact versions in $(LOCK), tested together on the Python named in its header,
+#   which make finds by itself (pythonX.Y on PATH, python3, pyenv's installs); PYTHON=/path/to/pythonX.Y names it.
 #   make lock          after changing dependencies in pyproject.toml (and `make setup`): pin what .venv holds
-#   make lock-upgrade  re-resolve every dependency to the newest release pyproject.toml allows (fresh .venv), pin
+#   make lock-upgrade  re-resolve every dependency to the newest release pyproject.toml allows (fresh .venv), pin;
+#                      PYTHON=pythonX.Y moves the pins to that Python
 #   make setup LOCK=   install without the pins (newest allowed releases; untested), e.g. on another Python
 SHELL := /bin/bash
-PYTHON ?= python3
+PYTHON ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -27,31 +29,48 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 setup: $(STAMP)
 
-# The interpreter .venv has, or will be made with.
-VENV_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+# The Python X.Y the pins were tested on, from the lock's header ("# Python 3.12 on Linux x86_64"); none with LOCK=.
+LOCK_PYTHON = $(if $(LOCK),$(shell sed -n 's/^# Python \([0-9]*\.[0-9]*\).*/\1/p' $(LOCK) 2>/dev/null))
 
-# Fails early, before any install, on a Python below pyproject.toml's floor or other than the lock's.
+# The interpreter .venv has, or will be made with: PYTHON ($$1) if given; without pins, python3; else the first that
+# runs as the lock's Python X.Y ($$2) of pythonX.Y, python3 and pyenv's installs of X.Y (pyenv's shim for a version
+# other than its global one fails, so each is run, not just looked up).
+define FIND_PYTHON
+[ -x $(BIN)/python ] && { echo $(BIN)/python; exit; }
+[ -n "$$1" ] && { echo "$$1"; exit; }
+[ -z "$$2" ] && { echo python3; exit; }
+for python in python$$2 python3 "$$(pyenv root 2>/dev/null)"/versions/$$2*/bin/python$$2 \
+    ~/.pyenv/versions/$$2*/bin/python$$2 /root/.pyenv/versions/$$2*/bin/python$$2; do
+  "$$python" -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$$2')" 2>/dev/null && { echo "$$python"; exit; }
+done
+echo "No Python $$2 found (python$$2, python3, pyenv's versions): $(LOCK) pins versions tested on it. Install it" \
+  "(pyenv install $$2), or run make with PYTHON=/path/to/python$$2, or unpinned and untested: make setup LOCK=" >&2
+exit 1
+endef
+export FIND_PYTHON
+
+# Fails early, before any install, on a Python below pyproject.toml's floor or other than the lock's (argv[2]).
 # (%-formatting, so that an old Python gets this message rather than a syntax error.)
 define CHECK_PYTHON
 import re, sys
 found = "%d.%d" % sys.version_info[:2]
 floor = re.search(r'requires-python\s*=\s*">=\s*(\d+\.\d+)', open("pyproject.toml").read()).group(1)
-lock = sys.argv[1]
-pinned = lock and re.search(r"^# Python (\d+\.\d+)", open(lock).read(), re.M).group(1)
+lock, pinned = sys.argv[1:3]
+fix = ("rm -rf .venv and run make again" if sys.prefix != getattr(sys, "base_prefix", sys.prefix)  # .venv's Python
+       else "Run make without PYTHON= (it finds Python %s) or with PYTHON=python%s" % (pinned or floor, pinned or floor))
 if sys.version_info[:2] < tuple(map(int, floor.split("."))):
-    sys.exit("reslab needs Python >= %s; %s is Python %s. Run make with PYTHON=python%s (and rm -rf .venv)."
-             % (floor, sys.executable, found, pinned or floor))
+    sys.exit("reslab needs Python >= %s; %s is Python %s. %s." % (floor, sys.executable, found, fix))
 if pinned and found != pinned:
-    sys.exit("%s pins versions tested together on Python %s; %s is Python %s. Run make with "
-             "PYTHON=python%s (and rm -rf .venv), or install unpinned and untested: make setup LOCK="
-             % (lock, pinned, sys.executable, found, pinned))
+    sys.exit("%s pins versions tested together on Python %s; %s is Python %s. %s, or install unpinned and "
+             "untested: make setup LOCK=" % (lock, pinned, sys.executable, found, fix))
 endef
 export CHECK_PYTHON
 
 # Reinstall only when the project's dependencies or the pins change.
 $(STAMP): pyproject.toml $(LOCK)
-	@$(VENV_PYTHON) -c "$$CHECK_PYTHON" '$(LOCK)'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@python=$$(bash -c "$$FIND_PYTHON" find-python '$(PYTHON)' '$(LOCK_PYTHON)') && \
+	  $$python -c "$$CHECK_PYTHON" '$(LOCK)' '$(LOCK_PYTHON)' && \
+	  if [ ! -x $(BIN)/python ]; then echo "$$python -m venv $(VENV)"; $$python -m venv $(VENV); fi
 	$(PIP_INSTALL) --upgrade pip $(QUIET_PIP)
 	$(PIP_INSTALL) -e '.[$(EXTRAS)]' $(QUIET_PIP)
 	touch $@
@@ -68,10 +87,12 @@ lock: $(if $(wildcard $(LOCK)),$(STAMP))
 	@echo "$(LOCK): $$(grep -c '==' $(LOCK)) pins"
 
 # Every dependency re-resolved to the newest release pyproject.toml allows, in a fresh .venv (so that nothing stale
-# is pinned), then pinned. With PYTHON=pythonX.Y it moves the pins, and the Python they are tested on, to X.Y.
+# is pinned), then pinned, on the lock's Python. With PYTHON=pythonX.Y it moves the pins, and the Python they are
+# tested on, to X.Y.
 lock-upgrade:
 	rm -rf $(VENV)
-	$(MAKE) --no-print-directory setup LOCK=
+	python=$$(bash -c "$$FIND_PYTHON" find-python '$(PYTHON)' '$(LOCK_PYTHON)') && \
+	  $(MAKE) --no-print-directory setup LOCK= PYTHON=$$python
 	$(MAKE) --no-print-directory lock
 
 # The built-in data set: regenerated only when data/ is missing (a fresh clone); data.dvc records its hash.

@@ -1,5 +1,6 @@
-"""What CI relies on: .venv holds exactly the pinned versions (requirements/constraints.txt), and under CI (CI=true)
-a skipped test fails the run (tests/conftest.py's hook, loaded into a pytest run of a tiny test file)."""
+"""What CI relies on: .venv holds exactly the pinned versions (requirements/constraints.txt), `make` says which Python
+to install when it finds none that the lock names, and under CI (CI=true) a skipped test fails the run
+(tests/conftest.py's hook, loaded into a pytest run of a tiny test file)."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -58,6 +59,17 @@ def test_venv_holds_exactly_the_pinned_versions():
     moved = {n: (pins[n], v) for n, v in installed.items() if n in pins and pins[n] != v}
     assert not unpinned and not moved, (f"not pinned: {unpinned}; pinned != installed: {moved}. After changing "
                                         "dependencies run `make lock`; otherwise `make setup` installs the pins")
+
+
+def test_make_names_the_python_to_install_when_none_is_found(tmp_path):
+    lock = tmp_path / "constraints.txt"
+    lock.write_text("# Python 9.99 on Linux x86_64\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    proc = subprocess.run(["make", "--no-print-directory", "setup", f"LOCK={lock}", f"VENV={tmp_path / 'venv'}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and not (tmp_path / "venv").exists(), proc.stdout + proc.stderr
+    message = [line for line in proc.stderr.splitlines() if "No Python 9.99 found" in line]
+    assert len(message) == 1 and "pyenv install 9.99" in message[0], proc.stderr
 
 
 PASSING = "def test_runs():\n    pass\n"
