@@ -1,7 +1,7 @@
 # reslab: two commands on a fresh machine.
 #   make run    set up .venv, make sure the built-in data set is there, run the DVC pipeline (reslab repro: dvc
 #               repro, replicates in parallel), print the comparison
-#   make test   set up .venv, run the whole test suite (slow end-to-end tests included)
+#   make test   set up .venv, run the whole test suite (slow end-to-end tests included), TEST_WORKERS (2) at a time
 #   make depth-study  the depth study, plain vs residual nets as depth grows (its own DVC project, studies/depth)
 # Pinned installs: .venv gets the exact versions in $(LOCK), tested together on the Python named in its header,
 #   which make finds by itself (pythonX.Y on PATH, python3, pyenv's installs); PYTHON=/path/to/pythonX.Y names it.
@@ -110,8 +110,12 @@ run: repro
 	@$(BIN)/reslab report
 	@echo "Next (in a fresh shell: source .venv/bin/activate first): dvc metrics show | dvc plots show | dvc exp run -S 'replicates.seeds=[1,2,3,4,5,6]'"
 
+# The suite in TEST_WORKERS processes (pytest-xdist): most tests wait on one single-threaded subprocess (dvc, mlflow,
+# a one-thread training), so two workers keep a 2-core machine busy. Each worker builds its own session fixtures.
+# TEST_WORKERS=0 runs it in this process (e.g. to debug with -x or --pdb: make test TEST_WORKERS=0).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 
 # The depth study, a DVC project of its own in studies/depth (its params: studies/depth/params.yaml, the CPU
 # profile; `reslab depth-study profile gpu` switches). It reads the main pipeline's split: filter and split first.
