@@ -27,26 +27,31 @@ def store(root):
     return client, client.search_runs([client.get_experiment_by_name("reslab").experiment_id])
 
 
-def test_a_forced_rerun_on_one_core_one_stage_at_a_time_changes_no_tracked_file(pipeline_project, tmp_path):
-    """pipeline_project ran with `reslab repro --jobs 2` on every core; this reruns every stage with plain
-    `dvc repro --force`, one at a time, pinned to one core: git and DVC must see no change at all (no timings, no
-    run ids in tracked outputs; threads from params, not from the scheduler or the machine)."""
-    root = committed_copy(pipeline_project, tmp_path / "rerun")
-    lock_before = (root / "dvc.lock").read_text()
-    out = run(["taskset", "-c", "0", "dvc", "repro", "--force"], root, timeout=900).stdout
-    assert out.count("Running stage 'train_") == 4
-    assert run(["git", "status", "--porcelain"], root).stdout == "", "a rerun changed a tracked file"
-    assert (root / "dvc.lock").read_text() == lock_before  # the models (DVC cache) included, by their md5
-    assert json.loads(run(["dvc", "status", "--json"], root).stdout) == {}
+def test_a_fresh_clone_reruns_on_one_core_one_stage_at_a_time_and_changes_no_tracked_file(pipeline_project,
+                                                                                           tmp_path):
+    """pipeline_project ran with `reslab repro --jobs 2` on every core; a git clone of it (no DVC cache: models and
+    figures absent, data/ regenerated as `make data` does) reruns every stage with plain `dvc repro`, one at a time,
+    pinned to one core: git and DVC must see no change at all (no timings, no run ids in tracked outputs; threads
+    from params, not from the scheduler or the machine), and the clone's MLflow store gets evaluate's records."""
+    origin = committed_copy(pipeline_project, tmp_path / "origin")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
+    shutil.copytree(origin / "data", clone / "data")
+    out = run(["taskset", "-c", "0", "dvc", "repro"], clone, timeout=900).stdout
+    assert out.count("Running stage 'train_") == 4 and "Running stage 'evaluate'" in out
+    assert run(["git", "status", "--porcelain"], clone).stdout == "", "a rerun changed a tracked file"
+    assert (clone / "dvc.lock").read_text() == (origin / "dvc.lock").read_text()  # models and figures by md5 too
+    assert json.loads(run(["dvc", "status", "--json"], clone).stdout) == {}
 
-    _, runs = store(root)
-    training = [r for r in runs if r.data.tags.get("stage") == "train_baseline" and "seed" in r.data.tags]
+    client, runs = store(clone)
+    training = [r for r in runs if r.data.tags.get("stage", "").startswith("train_") and "seed" in r.data.tags]
     assert len(training) == 4 and {r.data.tags["torch_threads"] for r in training} == {"1"}
-    # both attempts of a replicate hold the same weights, so evaluate finds either by the file's hash
-    assert len({r.data.tags["weights_sha256"] for r in training}) == 2
+    assert [r.data.tags.get("stage") for r in runs].count("evaluate") == 1
+    champion = client.get_model_version_by_alias("reslab-classifier", "champion")
+    assert champion.tags["source_run_id"] in {r.info.run_id for r in training}  # promoted from this clone's runs
 
-    write_params(root / "params.yaml", {**TINY_PARAMS, "replicates.jobs": 5})  # the project's, jobs changed
-    assert json.loads(run(["dvc", "status", "--json"], root).stdout) == {}, "jobs is scheduling, not a param"
+    write_params(clone / "params.yaml", {**TINY_PARAMS, "replicates.jobs": 5})  # the project's, jobs changed
+    assert json.loads(run(["dvc", "status", "--json"], clone).stdout) == {}, "jobs is scheduling, not a param"
 
 
 def test_a_queued_experiment_records_into_the_projects_store(pipeline_project, tmp_path):
