@@ -29,8 +29,8 @@ from ..tracking.training_run import find_training_run
 from ..training import ArrayLoader, Precision, predict_logits, setup_runtime, to_device
 
 
-def load_replicates(layout: Layout, params: Params,
-                    precision: Precision) -> tuple[dict[str, list[Replicate]], np.ndarray | None, ImageArrays]:
+def load_replicates(layout: Layout, params: Params, precision: Precision,
+                    experiment_id: str) -> tuple[dict[str, list[Replicate]], np.ndarray | None, ImageArrays]:
     """Every replicate's model and training summary (validation figures only) and its logits on its own test split.
 
     Returns:
@@ -56,8 +56,7 @@ def load_replicates(layout: Layout, params: Params,
             test = load_replicate(layout.prepared_dir, layout.replicate_splits, reps_cfg.design, seed, "test")
             loader = ArrayLoader(test, 256, shuffle=False, device=precision.device)
             logits, test_labels = predict_logits(to_device(model, precision), loader, precision)
-            run_id, model_uri = find_training_run(layout.root, params.mlflow.experiment_name, f"train_{role}",
-                                                  path) or (None, None)
+            run_id, model_uri = find_training_run(experiment_id, f"train_{role}", path) or (None, None)
             train = json.loads(layout.replicate_metrics(role, seed).read_text())
             repeat, fold = divmod(j, reps_cfg.folds) if kfold else (0, 0)
             replicates[role].append(Replicate(role=role, seed=seed, model=meta["model"], run_id=run_id,
@@ -152,10 +151,12 @@ def write_outputs(layout: Layout, result: dict, replicates: dict[str, list[Repli
 
 def main(root: Path, params_file: Path) -> dict:
     params = load_params(params_file)
-    tracking.check_store(root)  # a tracking server that is down fails the stage before the test-split inference
+    # a tracking server that is down fails the stage before the test-split inference; the training runs are found
+    # in this experiment
+    experiment_id = tracking.setup(root, params.mlflow.experiment_name)
     layout = Layout(root)
     precision = setup_runtime(resolve_runtime(params), who="evaluate")
-    replicates, labels, test = load_replicates(layout, params, precision)
+    replicates, labels, test = load_replicates(layout, params, precision, experiment_id)
     kfold = params.replicates.design == "kfold"
     result = compare(replicates, labels, test.classes, params.evaluate, params.seed,
                      **({"n_images": len(test), "folds": params.replicates.folds} if kfold else {}))
@@ -171,7 +172,7 @@ def main(root: Path, params_file: Path) -> dict:
               "trained in, or retrain them (dvc repro --force <stage>).", file=sys.stderr)
     promoted = (f"Not promoted: this is the DVC experiment {experiment!r}; only `dvc repro` in the workspace moves "
                 "@champion." if experiment else
-                f"Not promoted: this MLflow store holds no training run of the champion's model file."
+                "Not promoted: this MLflow store holds no training run of the champion's model file."
                 if champion["run_id"] is None else
                 f"Promoted to @champion of the registered model '{params.mlflow.registered_model_name}'.")
     write_outputs(layout, result, replicates, labels, test, curves, figs, promoted)

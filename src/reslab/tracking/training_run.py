@@ -169,18 +169,16 @@ def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, led
         yield TrainingRun(active, resumed)
 
 
-def find_training_run(root: Path, experiment_name: str, stage: str, model_file: Path) -> tuple[str, str] | None:
+def find_training_run(experiment_id: str, stage: str, model_file: Path) -> tuple[str, str] | None:
     """The FINISHED training run of `stage` that produced `model_file` (by its `weights_sha256` tag; the newest when
     a forced rerun reproduced the same weights), as (run id, logged model URI); None when this store has none (e.g.
-    models pulled from a DVC remote into a project with another store).
+    models pulled from a DVC remote into a project with another store). The store is the one `setup` pointed at.
 
     Args:
-        root: project root (the store's default location).
-        experiment_name: MLflow experiment.
+        experiment_id: the experiment (`setup`'s).
         stage: train_baseline | train_resnet.
         model_file: the weights file the stage wrote.
     """
-    experiment_id = setup(root, experiment_name)
     found = MlflowClient().search_runs(
         [experiment_id], f"tags.{WEIGHTS_TAG} = '{model_file_sha256(model_file)}' and tags.stage = '{stage}' "
                          f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1)
