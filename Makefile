@@ -15,7 +15,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK ?= requirements/constraints.txt
-EXTRAS := dev,postgres,dashboard
+EXTRAS := dev,postgres,dashboard,cluster,auth
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --progress-bar off $(if $(LOCK),-c $(LOCK))
 # The local package index's "Location ... is ignored" warnings are noise.
 QUIET_PIP := 2> >(grep -v 'is ignored' >&2)
