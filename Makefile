@@ -115,7 +115,7 @@ run: repro
 # TEST_WORKERS=0 runs it in this process (e.g. to debug with -x or --pdb: make test TEST_WORKERS=0).
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 
 # The depth study, a DVC project of its own in studies/depth (its params: studies/depth/params.yaml, the CPU
 # profile; `reslab depth-study profile gpu` switches). It reads the main pipeline's split: filter and split first.

@@ -162,8 +162,8 @@ def copy_project(src: Path, dst: Path, overrides: dict | None = None, outputs: b
         outputs: keep what src's runs wrote (models, metrics, plots, the MLflow store, .reslab); False leaves them
             out, so the copy trains from its prepared data.
     """
-    ignore = None if outputs else shutil.ignore_patterns("mlflow.db", "mlartifacts", ".reslab", "models", "metrics",
-                                                         "plots")
+    runs = {"mlflow.db", "mlartifacts", ".reslab", "models", "metrics", "plots"}  # at the top only (not src/*/models)
+    ignore = None if outputs else (lambda folder, names: [n for n in names if Path(folder) == Path(src) and n in runs])
     shutil.copytree(src, dst, symlinks=True, ignore=ignore)
     if overrides is not None:
         write_params(dst / "params.yaml", overrides)

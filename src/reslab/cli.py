@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(what make run calls)")
     repro.add_argument("--jobs", type=int, default=None,
                        help="training stages at once (default: replicates.jobs; 1: exactly dvc repro)")
+    repro.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="local: processes on this machine (default); ray: each training replicate a task on a "
+                            "Ray cluster, DVC still run here (docs/cluster.md)")
+    repro.add_argument("--address", default=None,
+                       help="with --executor ray: the cluster (ray start's HOST:PORT, ray://HOST:10001); default "
+                            "cluster.address, else RAY_ADDRESS, else a Ray started on this machine")
     _add_common(repro)
 
     predict = sub.add_parser("predict", help="classify images with the champion (or a named) model")
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "repro":
         from .repro import main as repro_main
 
-        return repro_main(root, params, args.jobs)
+        return repro_main(root, params, args.jobs, args.executor, args.address)
     elif args.command == "predict":
         from .predict import main as predict_main
 

@@ -1,4 +1,5 @@
-"""`reslab repro` (what `make run` calls): `dvc repro`, with the training replicates run `replicates.jobs` at a time.
+"""`reslab repro` (what `make run` calls): `dvc repro`, with the training replicates run `replicates.jobs` at a time
+(this module: the local executor; `--executor ray` runs them on a Ray cluster, `cluster.py`).
 
 DVC runs a pipeline's stages one after another. The replicates (train_baseline@<seed>, train_resnet@<seed>) depend
 only on the prepared splits, not on each other, so this runs them as parallel `dvc repro --single-item` processes:
@@ -47,6 +48,28 @@ def stale_training_stages(root: Path) -> list[str]:
     listed = subprocess.run(dvc("stage", "list", "--name-only", *TRAINING_GROUPS), cwd=root, capture_output=True,
                             text=True, check=True).stdout.split()
     return [name for name in listed if name in stale]
+
+
+def pin_gitignore_order(root: Path, stages: list[str]) -> None:
+    """List the outs of `stages` in their folders' .gitignore now, in dvc.yaml's order.
+
+    DVC adds a stage's cached outs to their folder's .gitignore as it records the stage, and that file is part of
+    the folder's hash (models/<role> is a dep of evaluate): stages finishing in any order would write it in any
+    order. Listed first, in order, it is the file plain `dvc repro` writes, however the stages are scheduled."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc.scm import NoSCM
+
+    with Repo(str(root)) as repo:
+        if isinstance(repo.scm, NoSCM):
+            return
+        for name in stages:
+            for out in repo.stage.collect(name)[0].outs:
+                Path(out.fs_path).parent.mkdir(parents=True, exist_ok=True)  # DVC would make it for the stage
+                try:
+                    out.ignore()
+                except DvcException:  # tracked by git: the stage itself will say so
+                    pass
 
 
 class Job:
@@ -100,9 +123,20 @@ def run_parallel(root: Path, stages: list[str], jobs: int) -> list[str]:
     return failed
 
 
-def main(root: Path, params_file: Path, jobs: int | None = None) -> int:
-    """`reslab repro [--jobs N]`: the whole pipeline, the training replicates `jobs` (default replicates.jobs) at a
-    time. Returns the exit status."""
+def main(root: Path, params_file: Path, jobs: int | None = None, executor: str = "local",
+         address: str | None = None) -> int:
+    """`reslab repro [--jobs N] [--executor local|ray [--address ADDR]]`: the whole pipeline, the training
+    replicates `jobs` (default replicates.jobs) at a time on this machine, or as tasks on a Ray cluster
+    (`cluster.py`). Returns the exit status."""
+    if executor == "ray":
+        if jobs is not None:
+            raise ConfigError("--jobs is the local executor's: with --executor ray each replicate is a Ray task "
+                              "reserving cluster.cpus_per_replicate / gpus_per_replicate, as many at once as fit")
+        from .cluster import main as cluster_main
+
+        return cluster_main(root, params_file, address)
+    if address is not None:
+        raise ConfigError(f"--address {address}: only with --executor ray (a Ray cluster's address)")
     params = load_params(params_file)
     jobs = params.replicates.jobs if jobs is None else jobs
     if jobs < 1:
@@ -119,6 +153,7 @@ def main(root: Path, params_file: Path, jobs: int | None = None) -> int:
     if stages:
         print(f"reslab repro: {len(stages)} training stage(s) to run, {min(jobs, len(stages))} at a time: "
               f"{', '.join(stages)}", flush=True)
+        pin_gitignore_order(root, stages)
         failed = run_parallel(root, stages, jobs)
         if failed:
             print(f"reslab repro: {', '.join(failed)} failed (output above, prefixed with its name); the stages "

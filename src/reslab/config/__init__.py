@@ -15,12 +15,12 @@ from .loading import (check_value, field_type, flatten, from_dict, load_params, 
 from .presets import FAIR, ORIGINAL, PRESETS, RECIPES, Preset
 from .resolve import RuntimeConfig, TrainingConfig, resolve, resolve_interpolation, resolve_runtime
 from .sections import (AUGMENT_RANGES, INITS, INTERPOLATIONS, MAX_MAGNITUDE, PARAMS_FILE, PRECISIONS, PRUNERS,
-                       AugmentConfig, ConfigError, DataConfig, EvaluateConfig, FilterConfig, MlflowConfig,
+                       AugmentConfig, ClusterConfig, ConfigError, DataConfig, EvaluateConfig, FilterConfig, MlflowConfig,
                        ModelStageConfig, Params, ReplicatesConfig, Section, SplitConfig, TrainConfig, TuneConfig)
 from .writing import write_params
 
 __all__ = ["AUGMENT_RANGES", "FAIR", "INITS", "INTERPOLATIONS", "MAX_MAGNITUDE", "ORIGINAL", "PARAMS_FILE",
-           "PRECISIONS", "PRESETS", "PRUNERS", "RECIPES", "AugmentConfig", "ConfigError", "DataConfig",
+           "PRECISIONS", "PRESETS", "PRUNERS", "RECIPES", "AugmentConfig", "ClusterConfig", "ConfigError", "DataConfig",
            "EvaluateConfig", "FilterConfig", "MlflowConfig", "ModelStageConfig", "Params", "Preset",
            "ReplicatesConfig", "RuntimeConfig", "Section", "SplitConfig", "TrainConfig", "TrainingConfig",
            "TuneConfig", "check_value", "field_type", "flatten", "from_dict", "load_params", "parse_override",

@@ -189,6 +189,29 @@ class ReplicatesConfig(Section):
 
 
 @dataclass(frozen=True)
+class ClusterConfig(Section):
+    """`reslab repro --executor ray` (docs/cluster.md): what each training replicate reserves on a Ray cluster.
+    Scheduling only, like replicates.jobs: no stage reads it, so it changes no number and reruns nothing (a
+    replicate's torch threads are train.num_threads wherever it runs)."""
+
+    address: str | None = None  # the cluster (`ray start`'s HOST:PORT, ray://HOST:10001); None: RAY_ADDRESS or a
+    #                             Ray started on this machine for the run
+    cpus_per_replicate: float = 1.0
+    gpus_per_replicate: float = 0.0  # a fraction packs several replicates on one GPU (0.25: four)
+    max_retries: int = 3  # a replicate whose worker or node dies is retried, resuming from its checkpoint
+
+    def violations(self) -> Iterator[Violation]:
+        if self.cpus_per_replicate <= 0:
+            yield "cpus_per_replicate", self.cpus_per_replicate, "a number > 0 (Ray CPUs one replicate reserves)"
+        gpus = self.gpus_per_replicate
+        if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+            yield "gpus_per_replicate", gpus, ("0 (CPU), a fraction in (0, 1] (replicates sharing one GPU: 0.25 "
+                                               "packs four) or a whole number of GPUs")
+        if self.max_retries < 0:
+            yield "max_retries", self.max_retries, "an integer >= 0 (0: a lost worker fails its replicate)"
+
+
+@dataclass(frozen=True)
 class ModelStageConfig(Section):
     """One training stage (train_baseline / train_resnet): which model and which of the shared settings."""
 
@@ -298,6 +321,7 @@ class Params(Section):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     replicates: ReplicatesConfig = field(default_factory=ReplicatesConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     train_baseline: ModelStageConfig = field(default_factory=lambda: ModelStageConfig(model="baseline"))
     train_resnet: ModelStageConfig = field(default_factory=lambda: ModelStageConfig(model="resnet"))
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -22,11 +23,13 @@ from torch import nn
 from ..config import Params, load_params, resolve
 from ..data.augment import BatchAugment
 from ..data.prepared import load_train_val
-from ..data.splitting import read_replicate_split, read_split, replicate_split_file
+from ..data.splitting import read_replicate_split, replicate_split_file
 from ..layout import Layout
 from ..models.serialization import save_model_file
 from ..tracking import check_store
-from ..tracking.training_run import training_run
+from ..tracking.resume import RunResume
+from ..tracking.store import setup
+from ..tracking.training_run import TrainingRun, training_run
 from ..training import (FitResult, augmented_examples, fingerprint, resumable_state, setup_runtime, train_classifier,
                         training_params)
 
@@ -42,10 +45,9 @@ def stage_params(params: Params, role: str) -> dict:
     return out
 
 
-def split_table(layout: Layout, design: str, seed: int, split: str) -> tuple[pd.DataFrame, Path]:
-    """The rows of one split of the replicate (MLflow's dataset input) and the file they come from."""
-    if design == "holdout":
-        return read_split(layout.split_dir, split), layout.split_dir / f"{split}.csv"
+def split_table(layout: Layout, seed: int, split: str) -> tuple[pd.DataFrame, Path]:
+    """The rows of one split of the replicate (MLflow's dataset input) and the file they come from: the
+    replicate's own split file in either design, the stage's declared dependency."""
     table = read_replicate_split(layout.replicate_splits, seed)
     return table[table["split"] == split].reset_index(drop=True), replicate_split_file(layout.replicate_splits, seed)
 
@@ -63,15 +65,31 @@ def training_summary(model: nn.Module, result: FitResult) -> dict:
             "n_parameters": sum(p.numel() for p in model.parameters())}
 
 
+def after_epoch(run: TrainingRun, remote: RunResume | None, checkpoint: Path, row: dict[str, float]) -> None:
+    """The training loop's `on_epoch_end` (the epoch's checkpoint is written): log the epoch, then, for a replicate
+    that may resume elsewhere, upload the checkpoint."""
+    run.log_epoch(row)
+    if remote is not None:
+        remote.keep(checkpoint)
+
+
 def main(root: Path, params_file: Path, role: str, seed: int | None = None, progress: bool = True) -> dict:
     """Train `role`'s model once per training seed: `seed`, or every seed of replicates.seeds when None."""
     params = load_params(params_file)
     seeds = list(params.replicates.seeds) if seed is None else [seed]
-    return {s: train_replicate(root, params, role, s, progress) for s in seeds}
+    return {s: train_replicate(root, params, role, s, progress)[0] for s in seeds}
 
 
-def train_replicate(root: Path, params: Params, role: str, seed: int, progress: bool = True) -> dict:
-    """DVC stage instance train_<role>@<seed>: one resumable training run, recorded in MLflow."""
+def train_replicate(root: Path, params: Params, role: str, seed: int, progress: bool = True, *,
+                    remote: RunResume | None = None, tags: dict[str, str] | None = None,
+                    run_name: str | None = None, parent: str | None = None) -> tuple[dict, str]:
+    """DVC stage instance train_<role>@<seed>: one resumable training run, recorded in MLflow. Returns the
+    summary (metrics/train_<role>/seed_<seed>.json) and the MLflow run's id.
+
+    The keyword arguments are the Ray executor's (`cluster.py`), which runs the replicate in a scratch copy of its
+    inputs on any machine: `remote` keeps the resume state in the MLflow run rather than only under `root`; `tags`
+    (the coordinator's git commit, data version, ...) win over those read from `root`; `run_name` names the run;
+    `parent` is the family run the coordinator created."""
     check_store(root)  # a tracking server that is down fails the stage now, not after loading data and training
     layout = Layout(root)
     name = f"train_{role}"
@@ -90,24 +108,28 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
     fp = fingerprint({**sp, "replicate_seed": seed, **rows}, layout.prepared_dir)
     ckpt = layout.replicate_checkpoint(role, seed)
     ledger = ckpt.with_suffix(".mlflow.json")
+    if remote is not None:  # an earlier attempt on another machine: its run and last checkpoint
+        remote.restore(setup(root, params.mlflow.experiment_name), fp, ckpt, ledger)
     prior = resumable_state(ckpt, fp)
     done = prior["history"] if prior else []
 
+    run_tags = {"model": config.model, "role": role, "precision": precision.name, "device": str(precision.device),
+                **(remote.tags(fp) if remote is not None else {}), **(tags or {})}
     with training_run(root, params.mlflow.experiment_name, stage=name, seed=seed, ledger=ledger, fingerprint=fp,
-                      family=family, tags={"model": config.model, "role": role, "precision": precision.name,
-                                           "device": str(precision.device)}) as run:
+                      family=family, tags=run_tags, run_name=run_name, parent=parent) as run:
         if done or run.resumed:
             print(f"{name}@{seed}: resuming after epoch {len(done)} in MLflow run {run.run_id}")
         run.catch_up(done)  # epochs checkpointed but killed before they were logged
         if not run.inputs_logged:
             augment = BatchAugment(config.augment) if config.augment is not None else None
             images, names = augmented_examples(train, augment, 16, config.seed)
-            run.log_inputs(training_params(config), {split: split_table(layout, design, seed, split)
+            run.log_inputs(training_params(config), {split: split_table(layout, seed, split)
                                                      + (context,) for split, context in (("train", "training"),
                                                                                          ("val", "validation"))},
                            (images.numpy(), names), title=f"{name}@{seed}: training images as the model sees them")
         model, result = train_classifier(config, train, val, precision=precision, checkpoint=ckpt, fingerprint=fp,
-                                         extra={"mlflow_run_id": run.run_id}, on_epoch_end=run.log_epoch,
+                                         extra={"mlflow_run_id": run.run_id},
+                                         on_epoch_end=partial(after_epoch, run, remote, ckpt),
                                          progress=progress)
         summary = training_summary(model, result)
         train_time_s = round(sum(r["epoch_time_s"] for r in result.history), 2)
@@ -127,4 +149,4 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
     print(f"{name}@{seed}: {config.model} best val_accuracy {summary['best_val_accuracy']:.4f} at epoch "
           f"{result.best_epoch} ({len(result.history)} epochs, {'early stopping' if result.stopped_early else 'cap'}, "
           f"{train_time_s:.0f}s, {precision.name}); MLflow run {run.run_id}")
-    return summary
+    return summary, run.run_id

@@ -92,3 +92,11 @@ def start_stage_run(ledger: Path, *, experiment_id: str, run_name: str, tags: di
                               tags={**tags, ATTEMPT_TAG: entry["attempt"]}, log_system_metrics=system_metrics)
     _write_ledger(ledger, {**entry, "run_id": active.info.run_id})
     return active, False
+
+
+def adopt_run(ledger: Path, run, fingerprint: str) -> None:
+    """Write `ledger` so that the next `start_stage_run` with `fingerprint` continues `run` (an MLflow Run): how a
+    replicate resumed on another machine, with no ledger of its own, takes over the run its killed attempt began
+    (`tracking.resume`)."""
+    _write_ledger(ledger, {"fingerprint": fingerprint, "experiment_id": run.info.experiment_id,
+                           "attempt": run.data.tags.get(ATTEMPT_TAG), "run_id": run.info.run_id})

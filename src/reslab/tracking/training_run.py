@@ -136,7 +136,7 @@ def store_lock(root: Path):
 @contextmanager
 def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, ledger: Path, fingerprint: str,
                  family: str, tags: dict[str, str], run_name: str | None = None,
-                 family_name: str | None = None) -> Iterator[TrainingRun]:
+                 family_name: str | None = None, parent: str | None = None) -> Iterator[TrainingRun]:
     """The replicate's MLflow run, resumed when an earlier attempt of the same configuration was killed (see
     `ledger.start_stage_run`); FINISHED when the block ends, FAILED when it raises. It is a child of the role's
     family run (`family_run`). The caller deletes `ledger` with the stage's resume checkpoint once its outputs are
@@ -153,12 +153,17 @@ def training_run(root: Path, experiment_name: str, *, stage: str, seed: int, led
         tags: tags beside the standard ones (git commit, data version, seed).
         run_name: the replicate run's name; default `train_<role> seed <s> (<experiment or commit>)`.
         family_name: the parent run's name when it is created; default `<stage> (replicates)`.
+        parent: the family run's id when a coordinator created it (`reslab repro --executor ray`: replicates on
+            several machines, which `store_lock` does not serialise); None: found or created here.
     """
     all_tags = standard_tags(root, stage=stage, seed=str(seed), **tags)
-    with store_lock(root):  # replicates starting at once (reslab repro): one store, one experiment, one family
+    if parent is not None:
         experiment_id = setup(root, experiment_name)
-        parent = family_run(experiment_id, stage, family, {k: v for k, v in all_tags.items() if k != "seed"},
-                            run_name=family_name)
+    else:
+        with store_lock(root):  # replicates starting at once (reslab repro): one store, one experiment, one family
+            experiment_id = setup(root, experiment_name)
+            parent = family_run(experiment_id, stage, family, {k: v for k, v in all_tags.items() if k != "seed"},
+                                run_name=family_name)
     if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     active, resumed = start_stage_run(ledger, experiment_id=experiment_id, system_metrics=True,
