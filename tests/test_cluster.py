@@ -52,8 +52,10 @@ def ray_cli(args: list[str], cwd: Path, env: dict) -> str:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A Ray head and a second worker node, 1 CPU each, started by `ray start` from folders of their own (each
-    node's TMPDIR is its own, so replicates train in scratch folders apart); always stopped."""
+    """A Ray head and a second worker node, 1 CPU and 1 (logical) GPU each, started by `ray start` from folders of
+    their own (each node's TMPDIR is its own, so replicates train in scratch folders apart); always stopped. Ray
+    schedules the GPU resource as it would a real one (CUDA_VISIBLE_DEVICES); torch finds no CUDA, so the
+    replicates train on the CPU."""
     base = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     port = free_port()
     # Ray's token authentication, as docs/cluster.md sets it up: every node and the coordinator hold the token
@@ -69,10 +71,11 @@ def cluster():
             env = {**os.environ, **auth, "TMPDIR": str(work / "tmp"), "RAY_USAGE_STATS_ENABLED": "0",
                    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
             if name == "head":
-                ray_cli(["start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard=false",
+                ray_cli(["start", "--head", "--port", str(port), "--num-cpus", "1", "--num-gpus", "1",
+                         "--include-dashboard=false",
                          "--temp-dir", str(base / "session")], work, env)
             else:
-                ray_cli(["start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1"], work, env)
+                ray_cli(["start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "1"], work, env)
             nodes[name] = work
         yield SimpleNamespace(address=f"127.0.0.1:{port}", nodes=nodes, auth=auth)
     finally:
@@ -142,12 +145,14 @@ def assert_one_finished_run_per_seed(client: MlflowClient, stage: str, after_ms:
 
 
 def test_two_nodes_give_the_bytes_of_a_local_run(tmp_path, pipeline_project, server, cluster):
-    root = copy_project(pipeline_project, tmp_path / "proj")  # its prepared data; no models, metrics or runs
+    # its prepared data, no models, metrics or runs; two replicates packed on each node's CPU and GPU
+    root = copy_project(pipeline_project, tmp_path / "proj", {**TINY_PARAMS, "cluster.cpus_per_replicate": 0.5,
+                                                              "cluster.gpus_per_replicate": 0.5})
     shutil.rmtree(root / ".dvc" / "cache" / "runs", ignore_errors=True)  # DVC's run cache: evaluate must run
     started = time.time() * 1000
     done = repro(root, server, cluster)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "4 training stage(s) on Ray" in done.stdout
+    assert "4 training stage(s) on Ray (0.5 CPU, 0.5 GPU each; cluster: 2 CPUs, 2 GPUs)" in done.stdout
 
     assert tracked_bytes(root) == tracked_bytes(pipeline_project)  # weights, metrics, curves, report, dvc.lock
     assert run(["dvc", "status", "--json"], root).stdout.strip() == "{}"
@@ -161,6 +166,21 @@ def test_two_nodes_give_the_bytes_of_a_local_run(tmp_path, pipeline_project, ser
         assert len(families) == 1  # the coordinator's family run
         assert client.get_run(families.pop()).data.tags["kind"] == "family"
     assert len(nodes) == 2  # both nodes trained
+    spans = {}
+    for stage in ("train_baseline", "train_resnet"):
+        for r in training_runs(client, stage, started):
+            assert r.data.tags["device"] == "cpu"
+            spans.setdefault(r.data.tags["ray_node_id"], []).append((r.info.start_time, r.info.end_time))
+    # packed: on some node two replicates ran at the same time, sharing its GPU
+    assert any(a[0] < b[1] and b[0] < a[1] for node in spans.values() for i, a in enumerate(node) for b in node[i + 1:])
+
+    # a replicate that fits on no node is refused at once, naming the keys
+    write_params(root / "params.yaml", {**TINY_PARAMS, "cluster.gpus_per_replicate": 2})
+    (root / "models" / "baseline" / "seed_1.pt").unlink()
+    refused = repro(root, server, cluster)
+    assert refused.returncode == 2
+    assert ("cluster.cpus_per_replicate: 1 with cluster.gpus_per_replicate: 2 fits on no node of the cluster (its "
+            "nodes: 1 CPU + 1 GPU, 1 CPU + 1 GPU)") in refused.stderr
     evaluate = training_runs(client, "evaluate", started)
     assert [r.info.status for r in evaluate] == ["FINISHED"]
     # each node trained in a scratch folder of its own TMPDIR, removed when the replicate was done
@@ -227,3 +247,13 @@ def test_a_replicates_error_is_one_line_naming_it(tmp_path, pipeline_project, se
     print(failed.stderr)
     assert "train_resnet@1, train_resnet@2 failed" in failed.stderr or "train_resnet@2, train_resnet@1 failed" in \
         failed.stderr
+
+
+def test_a_password_in_the_tracking_uri_is_not_handed_to_the_cluster(tmp_path, pipeline_project):
+    root = copy_project(pipeline_project, tmp_path / "proj", outputs=True)
+    (root / "models" / "baseline" / "seed_1.pt").unlink()
+    uri = "postgresql://reslab:s3cret@127.0.0.1:1/mlflow"
+    refused = run(["reslab", "repro", "--executor", "ray"], root, env={"MLFLOW_TRACKING_URI": uri}, check=False)
+    assert refused.returncode == 2
+    assert "MLFLOW_TRACKING_URI=postgresql://reslab:***@127.0.0.1:1/mlflow carries a password" in refused.stderr
+    assert "s3cret" not in refused.stdout + refused.stderr

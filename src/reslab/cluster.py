@@ -170,6 +170,19 @@ def _check_store_reaches_nodes(ray, uri: str) -> None:
             "0.0.0.0 ..., docs/cluster.md) and export MLFLOW_TRACKING_URI=http://HOST:PORT on this machine")
 
 
+def _check_fits(ray, params: Params) -> None:
+    """Some node must hold one replicate's cluster.cpus_per_replicate and gpus_per_replicate, else Ray would queue
+    the tasks forever."""
+    cfg = params.cluster
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    if any(r.get("CPU", 0) >= cfg.cpus_per_replicate and r.get("GPU", 0) >= cfg.gpus_per_replicate for r in nodes):
+        return
+    have = ", ".join(f"{r.get('CPU', 0):g} CPU + {r.get('GPU', 0):g} GPU" for r in nodes)
+    raise ConfigError(f"cluster.cpus_per_replicate: {cfg.cpus_per_replicate:g} with cluster.gpus_per_replicate: "
+                      f"{cfg.gpus_per_replicate:g} fits on no node of the cluster (its nodes: {have}); accepted: at "
+                      "most what one node has (an autoscaling cluster: start a node of that shape first)")
+
+
 def _family_runs(root: Path, params: Params, roles: set[str]) -> dict[str, str]:
     """The experiment and each role's family run, created here before any task starts; {role: run id}."""
     from .config import resolve
@@ -235,15 +248,21 @@ def run_tasks(root: Path, params_file: Path, params: Params, tasks: list[StageTa
     """Run `tasks` on the Ray cluster, each finished one written back and committed; returns the failed stages."""
     ray = _import_ray()
     from .tracking.lineage import run_label
-    from .tracking.store import check_store
+    from .tracking.store import _redacted, check_store
 
     uri = check_store(root)  # before the cluster: a server that is down fails now
+    if _redacted(uri) != uri:
+        raise ConfigError(f"MLFLOW_TRACKING_URI={_redacted(uri)} carries a password: --executor ray hands the URI "
+                          "to every task, where the cluster's users can read it. Keep the password out of the URI "
+                          "(PostgreSQL: ~/.pgpass or PGPASSWORD on each node; a tracking server: "
+                          "MLFLOW_TRACKING_USERNAME/PASSWORD on each node, docs/cluster.md)")
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     local = address is None and not os.environ.get("RAY_ADDRESS")
     ray.init(address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)], "env_vars": env},
              logging_level=logging.WARNING, **({"include_dashboard": False} if local else {}))
     try:
         _check_store_reaches_nodes(ray, uri)
+        _check_fits(ray, params)
         families = _family_runs(root, params, {t.role for t in tasks})
         cfg, lineage, text = params.cluster, _lineage(root), params_file.read_text()
         shared = {dep: ray.put(read_tree(root, dep)) for dep in sorted({d for t in tasks for d in t.deps})}
