@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "Ray cluster, DVC still run here (docs/cluster.md)")
     repro.add_argument("--address", default=None,
                        help="with --executor ray: the cluster (ray start's HOST:PORT, ray://HOST:10001); default "
-                            "cluster.address, else RAY_ADDRESS, else a Ray started on this machine")
+                            "cluster.address, else RAY_ADDRESS, else a `ray start` cluster on this machine, else a "
+                            "Ray started for the run")
     _add_common(repro)
 
     predict = sub.add_parser("predict", help="classify images with the champion (or a named) model")

@@ -257,9 +257,10 @@ def run_tasks(root: Path, params_file: Path, params: Params, tasks: list[StageTa
                           "(PostgreSQL: ~/.pgpass or PGPASSWORD on each node; a tracking server: "
                           "MLFLOW_TRACKING_USERNAME/PASSWORD on each node, docs/cluster.md)")
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-    local = address is None and not os.environ.get("RAY_ADDRESS")
+    # address None: Ray's own rule (RAY_ADDRESS, else the cluster `ray start` began on this machine, else a Ray
+    # started for this run and stopped after it)
     ray.init(address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)], "env_vars": env},
-             logging_level=logging.WARNING, **({"include_dashboard": False} if local else {}))
+             logging_level=logging.WARNING)
     try:
         _check_store_reaches_nodes(ray, uri)
         _check_fits(ray, params)
@@ -299,7 +300,8 @@ def run_tasks(root: Path, params_file: Path, params: Params, tasks: list[StageTa
 
 def main(root: Path, params_file: Path, address: str | None = None) -> int:
     """`reslab repro --executor ray [--address ADDR]`: the pipeline with its training replicates on a Ray cluster
-    (address: the flag, else cluster.address, else RAY_ADDRESS, else a Ray started here). Returns the exit status."""
+    (address: the flag, else cluster.address, else Ray's rule: RAY_ADDRESS, else the cluster `ray start` began on
+    this machine, else a Ray started for the run). Returns the exit status."""
     params = load_params(params_file)
     _import_ray()
     rc = subprocess.run(dvc("repro", UPSTREAM), cwd=root).returncode

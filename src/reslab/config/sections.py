@@ -194,8 +194,8 @@ class ClusterConfig(Section):
     Scheduling only, like replicates.jobs: no stage reads it, so it changes no number and reruns nothing (a
     replicate's torch threads are train.num_threads wherever it runs)."""
 
-    address: str | None = None  # the cluster (`ray start`'s HOST:PORT, ray://HOST:10001); None: RAY_ADDRESS or a
-    #                             Ray started on this machine for the run
+    address: str | None = None  # the cluster (`ray start`'s HOST:PORT, ray://HOST:10001); None: Ray's rule
+    #                             (RAY_ADDRESS, else a `ray start` cluster on this machine, else one for the run)
     cpus_per_replicate: float = 1.0
     gpus_per_replicate: float = 0.0  # a fraction packs several replicates on one GPU (0.25: four)
     max_retries: int = 3  # a replicate whose worker or node dies is retried, resuming from its checkpoint
