@@ -5,6 +5,7 @@ it (nothing in the project's folders), and a server that is down stops a stage w
 from __future__ import annotations
 
 import http.server
+import re
 import shutil
 import socket
 import subprocess
@@ -86,18 +87,21 @@ class _Answer(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("status, fails", [(404, False), (401, False), (500, True), (503, True)])
+@pytest.mark.parametrize("status, fails", [(404, None), (403, None), (401, "asks for a login (HTTP 401)"),
+                                           (500, "HTTP 500"), (503, "HTTP 503")])
 def test_the_probe_judges_the_servers_answer(tmp_path, monkeypatch, status, fails):
-    """404 (no such experiment) and 401 (credentials wanted) mean the server is up; 5xx means it cannot reach its
-    store."""
+    """404 (no such experiment) and 403 (logged in, not allowed to read it) mean the server is up and takes the login;
+    401 is a login it wants (tests/test_security.py: a real server's); 5xx means it cannot reach its store."""
     handler = type("Answer", (_Answer,), {"status": status})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         uri = f"http://127.0.0.1:{server.server_address[1]}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.mlflow/credentials
         if fails:
-            with pytest.raises(tracking.TrackingServerError, match=f"HTTP {status}"):
+            with pytest.raises(tracking.TrackingServerError, match=re.escape(fails)):
                 tracking.check_store(tmp_path)
         else:
             assert tracking.check_store(tmp_path) == uri

@@ -73,7 +73,8 @@ def replicate_file(layout: Layout, role: str, seed: str | None) -> Path:
 def load_classifier(root: Path, params_file: Path, choice: str) -> tuple[ImageClassifier, str]:
     """The served model's classifier (`serving.ImageClassifier`) and where it came from.
 
-    'champion' -> the registered model's @champion version (its weights file, loaded weights_only);
+    'champion' -> the registered model's @champion version (its weights file, refused unless its SHA-256 is the
+    version's `weights_sha256` tag, loaded weights_only);
     a role (`resnet`, or `resnet@2` for one seed) -> a replicate's models/<role>/seed_<seed>.pt; anything else -> a
     model file path. Either way images go through the same `ImageClassifier.classify`.
     """
@@ -84,26 +85,26 @@ def load_classifier(root: Path, params_file: Path, choice: str) -> tuple[ImageCl
         return ImageClassifier.from_model_file(path), str(path)
     if choice != "champion":
         return ImageClassifier.from_model_file(Path(choice)), choice
+    import tempfile
+
     from . import tracking
+    from .tracking.registry import verified_weights
 
     params = load_params(params_file)
     tracking.setup(root, params.mlflow.experiment_name)
     name = params.mlflow.registered_model_name
     try:
-        version = tracking.MlflowClient().get_model_version_by_alias(name, "champion").version
+        version = tracking.MlflowClient().get_model_version_by_alias(name, "champion")
     except tracking.mlflow.exceptions.MlflowException:
         raise FileNotFoundError(f"no model has the alias @champion in registered model {name!r} "
                                 f"({tracking.tracking_uri(root)}); run `dvc repro` first, or pass "
                                 f"--model baseline|resnet|PATH") from None
-    uri = f"models:/{name}@champion"
-    # The registered model's own weights file, read weights_only into the class the server runs: the same code
-    # path as `mlflow models serve`, without executing code that the tracking store holds.
-    local = Path(tracking.mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    files = sorted(local.rglob("*.pt"))
-    if not files:
-        raise ValueError(f"{uri} (version {version}) holds no weights file: it was logged by an older reslab; "
-                         "rerun `dvc repro`")
-    return ImageClassifier.from_model_file(files[0]), f"{uri}, version {version}"
+    # The registered version's own weights file, checked against the SHA-256 it was registered with, then read
+    # weights_only into the class the server runs: the same code path as `mlflow models serve`, without executing
+    # code that the tracking store holds.
+    with tempfile.TemporaryDirectory() as tmp:
+        classifier = ImageClassifier.from_model_file(verified_weights(version, Path(tmp)))
+    return classifier, f"models:/{name}@champion, version {version.version}"
 
 
 def main(root: Path, params_file: Path, images: list[Path], model_choice: str, top: int) -> int:

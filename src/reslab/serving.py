@@ -25,8 +25,9 @@ Serialization: MLflow "models from code", no pickle. The logged model holds `MOD
 `ImageClassifier` from reslab and pass an instance to `mlflow.models.set_model`), the reslab code it runs: this
 module and the reslab modules it imports, transitively, as source in the model's `code/` folder (MLflow's
 `code_paths`, copied by `tracking.records.served_code`), and one artifact, the weights-only model file
-(`models.serialization`), which `load_context` reads with `torch.load(weights_only=True)`. Its requirements.txt pins
-the rest of what that code imports (torch, pillow, numpy, pandas, and MLflow's own pin), so the model loads where
+(`models.serialization`), which `load_context` reads with `torch.load(weights_only=True)` once its SHA-256 matches the
+one recorded at logging (`model_config`, key `weights_sha256`; the registered version carries it as a tag). Its
+requirements.txt pins the rest of what that code imports (torch, pillow, numpy, pandas, and MLflow's own pin), so the model loads where
 only those are installed, and reslab is not: `mlflow models serve -m models:/reslab-classifier@champion` with
 MLflow's default env manager (it builds that environment), or `mlflow models build-docker`. So this module and what
 it imports stay within those packages: no DVC, Optuna, matplotlib or the rest of reslab. (A process that has already
@@ -51,11 +52,12 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, DataType, Map, Schema
 
 from .data.prepared import load_resized
-from .models.serialization import load_model_file
+from .models.serialization import load_model_file, model_file_sha256
 
 IMAGE_COLUMN = "image"
 OUTPUT_COLUMNS = ("class", "probability", "probabilities", "error")
 MODEL_FILE = "model_file"  # the artifact's key in the logged model
+WEIGHTS_SHA256 = "weights_sha256"  # the logged model's config key: its weights file's SHA-256, checked at load
 MODEL_CODE_FILE = "reslab_image_classifier.py"
 MODEL_CODE = '''"""reslab's served image classifier (see reslab.serving), logged as an MLflow model from code; reslab
 comes with the model, in its code/ folder."""
@@ -130,7 +132,14 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     architecture: str
 
     def load_context(self, context) -> None:
-        self._load(Path(context.artifacts[MODEL_FILE]))
+        """Load the weights file the model carries, refused unless its SHA-256 is the one recorded when the model was
+        logged (its `model_config`; a model logged before reslab recorded it has none, and is not checked)."""
+        path = Path(context.artifacts[MODEL_FILE])
+        expected = (context.model_config or {}).get(WEIGHTS_SHA256)
+        if expected is not None and (actual := model_file_sha256(path)) != expected:
+            raise ValueError(f"the model's weights file {path.name} has SHA-256 {actual}, not the {expected} recorded "
+                             "when the model was logged: it was changed since; not served")
+        self._load(path)
 
     @classmethod
     def from_model_file(cls, path: Path) -> ImageClassifier:

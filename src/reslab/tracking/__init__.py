@@ -1,10 +1,12 @@
 """MLflow glue: where runs go, what every run carries, and how a stage's run survives a kill. Training and
 evaluation code call this; it trains nothing. This face only re-exports; each job lives in its own module:
 
-- `store`: the tracking URI, the check that a tracking server answers (`TrackingServerError`), the experiment.
+- `store`: the tracking URI, the check that a tracking server answers and takes the login (`TrackingServerError`),
+  the experiment.
 - `lineage`: git commit and dirty state, data.dvc's md5, the standard tags and run names.
 - `records`: what a run records (params, epochs, datasets, figures, the served model, metrics added later).
-- `registry`: the registered model and its `@champion` alias.
+- `registry`: the registered model, its `@champion` alias, and the weights hash each version is checked against.
+- `accounts`: a tracking server's accounts and their roles (pipeline, viewer), for its admin.
 - `ledger`: stage runs that survive a kill (`start_stage_run`).
 - `training_run`, `evaluation_run`: the runs of the training stages and of `evaluate`; `sweep`: `reslab tune`'s;
   `study_run`: the depth study's.

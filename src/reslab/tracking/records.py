@@ -68,8 +68,9 @@ def log_figure(fig, artifact_file: str) -> None:
 
 def log_model(model_file: Path, name: str = "model") -> str:
     """Log the served model (`reslab.serving`): a pyfunc logged from code (`serving.MODEL_CODE`, no pickle) whose
-    one artifact is the weights-only `model_file`; encoded images in, class names and probabilities out, with that
-    signature and a real PNG as input example. Returns the model URI.
+    one artifact is the weights-only `model_file`, and whose config holds that file's SHA-256 (checked when the model
+    loads); encoded images in, class names and probabilities out, with that signature and a real PNG as input
+    example. Returns the model URI.
 
     The model carries the reslab code it runs (`served_code`, MLflow's `code_paths`), and its requirements name
     everything else it imports, so it loads in an environment built from its own requirements.txt alone (MLflow's
@@ -83,6 +84,7 @@ def log_model(model_file: Path, name: str = "model") -> str:
     from importlib.metadata import version
 
     from .. import serving
+    from ..models.serialization import model_file_sha256
 
     # Explicit requirements skip MLflow's slow inference; MLflow adds its own pin.
     requirements = [f"{dist}=={version(dist).split('+')[0]}" for dist in ("torch", "pillow", "numpy", "pandas")]
@@ -93,7 +95,7 @@ def log_model(model_file: Path, name: str = "model") -> str:
         info = mlflow.pyfunc.log_model(
             name=name, python_model=str(code), artifacts={serving.MODEL_FILE: str(model_file)},
             code_paths=[str(package)], signature=serving.SIGNATURE, input_example=serving.input_example(),
-            pip_requirements=requirements,
+            pip_requirements=requirements, model_config={serving.WEIGHTS_SHA256: model_file_sha256(model_file)},
         )
     return info.model_uri
 

@@ -1,13 +1,10 @@
-"""Where runs go: the tracking URI, the check that a tracking server answers before a stage works, and the
-experiment (created on first use, with its artifact location)."""
+"""Where runs go: the tracking URI, the check that a tracking server answers and takes the login before a stage
+works, and the experiment (created on first use, with its artifact location)."""
 from __future__ import annotations
 
 import os
 import re
-import ssl
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -17,6 +14,10 @@ from ..errors import TrackingServerError
 
 SERVER_PROBE_TIMEOUT_S = 10.0  # one bounded request: MLflow's own client retries a dead server for minutes
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy stores other than SQLite, e.g. postgresql+psycopg
+CREDENTIALS_FILE = "~/.mlflow/credentials"  # MLflow's own login file: [mlflow] mlflow_tracking_username, ..._password
+# what went wrong, inside a requests error's message (which nests urllib3's)
+SSL_REASON = re.compile(r"\[SSL[^\]]*\][^('\")]*")  # [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: ...
+ERRNO_REASON = re.compile(r"\[Errno[^\]]*\][^'\")]*")  # [Errno 111] Connection refused
 
 
 def store_root(root: Path) -> Path:
@@ -56,26 +57,68 @@ def _redacted(uri: str) -> str:
 
 
 def _probe_server(uri: str, timeout: float = SERVER_PROBE_TIMEOUT_S) -> None:
-    """One request to the tracking server that also reaches its backend store; raise TrackingServerError unless
-    it answers. A refusal of credentials (401/403) counts as an answer: MLflow's client sends them later."""
-    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    """One request to the tracking server that also reaches its backend store, sent with MLflow's own credentials
+    and TLS settings (`mlflow.utils.credentials.get_default_host_creds`: MLFLOW_TRACKING_USERNAME and _PASSWORD or
+    ~/.mlflow/credentials, MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_SERVER_CERT_PATH, ...); raise TrackingServerError
+    unless it answers and takes the login. A 403 counts as an answer: the login is good, and what the account may do
+    is the server's to check, request by request."""
+    import requests
+    from mlflow.utils.credentials import get_default_host_creds
+
+    creds = get_default_host_creds(uri)
+    basic = (creds.username, creds.password) if creds.username and creds.password else None
+    bearer = {"Authorization": f"Bearer {creds.token}"} if creds.token and not basic else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout):
+        answer = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name",
+                              params={"experiment_name": "Default"}, auth=basic, headers=bearer,
+                              verify=creds.server_cert_path or not creds.ignore_tls_verification,
+                              cert=creds.client_cert_path, timeout=timeout)
+    except requests.exceptions.SSLError as e:
+        raise TrackingServerError(
+            f"the MLflow tracking server MLFLOW_TRACKING_URI={_redacted(uri)} is not reachable: its TLS certificate "
+            f"is not trusted ({_reason(e, SSL_REASON)}). A certificate of your own CA or a "
+            "self-signed one: set MLFLOW_TRACKING_SERVER_CERT_PATH to its PEM file (docs/security.md)") from None
+    except requests.exceptions.Timeout:
+        problem = f"no answer within {timeout:g} s"
+    except requests.exceptions.RequestException as e:  # refused, reset, no such host
+        problem = f"no answer ({_reason(e, ERRNO_REASON)})"
+    else:
+        if answer.status_code == 401 and not (creds.auth or creds.aws_sigv4):  # a plugin's login is its own
+            raise TrackingServerError(f"the MLflow tracking server MLFLOW_TRACKING_URI={_redacted(uri)} "
+                                      f"{_refused_login(creds.username, creds.password, creds.token)}")
+        if answer.status_code < 500:  # 404: no such experiment; 403: logged in, not allowed to read it
             return
-    except urllib.error.HTTPError as e:
-        if e.code < 500:  # 404: no such experiment; 401/403: credentials wanted
-            return
-        problem = f"it answered HTTP {e.code} ({e.reason}): its backend store may be down; see the server's log"
-    except urllib.error.URLError as e:
-        if isinstance(e.reason, ssl.SSLError):  # certificates: MLflow's client has its own TLS settings
-            return
-        problem = f"no answer ({e.reason})"
-    except OSError as e:  # a timeout while reading, a reset connection
-        problem = f"no answer within {timeout:g} s ({e})"
+        problem = (f"it answered HTTP {answer.status_code} ({answer.reason}): its backend store may be down; see "
+                   "the server's log")
     raise TrackingServerError(
         f"the MLflow tracking server MLFLOW_TRACKING_URI={_redacted(uri)} is not reachable: {problem}. Start it "
         "(on the server machine: scripts/mlflow_server.sh start DIR, which prints the URI to use), or unset "
         "MLFLOW_TRACKING_URI to record runs in this project's own mlflow.db")
+
+
+def _reason(error: Exception, pattern: re.Pattern) -> str:
+    """The part of a requests error's message that says what went wrong, else the whole message."""
+    found = pattern.search(str(error))
+    return found.group(0).strip() if found else str(error)
+
+
+def _refused_login(username: str | None, password: str | None, token: str | None) -> str:
+    """Why the server answered 401, and where the login comes from (never the password itself)."""
+    how = ("MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or mlflow_tracking_username and "
+           f"mlflow_tracking_password under [mlflow] in {CREDENTIALS_FILE}, mode 0600)")
+    if token and not (username and password):
+        return f"refused the token in MLFLOW_TRACKING_TOKEN (HTTP 401); this server may want {how}"
+    if not username or not password:
+        missing = "no login is set" if not username else f"user {username!r} has no password set"
+        return f"asks for a login (HTTP 401) and {missing}: set {how} to your account on it"
+    sources = [name for name, given in (("MLFLOW_TRACKING_USERNAME", os.environ.get("MLFLOW_TRACKING_USERNAME")),
+                                        ("MLFLOW_TRACKING_PASSWORD", os.environ.get("MLFLOW_TRACKING_PASSWORD")))
+               if given]
+    if len(sources) < 2:
+        sources.append(CREDENTIALS_FILE)
+    return (f"refused the login of user {username!r} (HTTP 401: a wrong password, or no such account): correct it in "
+            f"{' and '.join(sources)}, where it came from; accounts are the server admin's "
+            "(scripts/mlflow_accounts.py)")
 
 
 _warned_database: set[str] = set()  # URIs already warned about in this process: the warning is said once

@@ -49,6 +49,7 @@ def main(root: Path, params_file: Path, *, role: str = "resnet", n_trials: int |
     if apply:
         return apply_best(root, params_file, cfg, role, storage)
     layout = Layout(root)
+    tracking.check_store(root)  # a tracking server that is down, or refuses the login, fails now, before the data
     tuning_splits(layout, params)  # fail before any process starts; the test split (or fold) is never opened
     check_models(params, role, space)
 
