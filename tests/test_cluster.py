@@ -1,6 +1,7 @@
 """`reslab repro --executor ray` on a cluster of two on this machine: a Ray head and a second worker node, each
 started with `ray start` in its own working directory (their scratch folders apart, nothing shared with the project
-but the MLflow server, scripts/mlflow_server.sh on a real PostgreSQL). The tiny pipeline runs through it and must
+but the MLflow server, scripts/mlflow_server.sh with logins on a real PostgreSQL: the nodes log in with the
+pipeline's account from their own environment). The tiny pipeline runs through it and must
 give the bytes a local run gives; a worker killed mid-training and a coordinator killed mid-run must lose and
 duplicate nothing; a replicate's error is one line.
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sys
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +24,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, TINY_PARAMS, copy_project, run, write_params
+from conftest import BIN, REPO, TINY_PARAMS, copy_project, run, write_params
 from test_mlflow_server import SCRIPT, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
@@ -30,18 +32,42 @@ TRACKED = ("models", "metrics", "plots", "reports/comparison.md", "dvc.lock")  #
 
 
 @pytest.fixture(scope="module")
-def server():
-    """scripts/mlflow_server.sh start on free ports (its own PostgreSQL); always stopped."""
+def server(tmp_path_factory):
+    """scripts/mlflow_server.sh start --auth on free ports (its own PostgreSQL with a SCRAM password), and the
+    pipeline's account made by scripts/mlflow_accounts.py; `login` is that account's environment, which the nodes
+    and the coordinator get (docs/cluster.md: each node's own); always stopped."""
     state = Path(tempfile.mkdtemp(prefix="reslab-mlflow-", dir="/tmp"))
     state.chmod(0o755)  # PostgreSQL runs as user postgres when the tests run as root
+    keys = tmp_path_factory.mktemp("keys")
+    admin, pipeline = f"admin-{secrets.token_hex(8)}", f"pipeline-{secrets.token_hex(8)}"
+    for name, password in (("admin", admin), ("pipeline", pipeline)):
+        (keys / name).write_text(password)
+        (keys / name).chmod(0o600)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+           "PGPASSWORD": f"pg-{secrets.token_hex(8)}"}
     try:
-        start = subprocess.run(["bash", str(SCRIPT), "start", str(state), "--port", str(free_port()),
-                                "--pg-port", str(free_port())], capture_output=True, text=True, timeout=400)
+        start = subprocess.run(["bash", str(SCRIPT), "start", str(state), "--auth", "--admin-password-file",
+                                str(keys / "admin"), "--port", str(free_port()), "--pg-port", str(free_port()),
+                                "--workers", "1"], capture_output=True, text=True, env=env, timeout=400)
         assert start.returncode == 0, start.stderr
-        yield SimpleNamespace(uri=start.stdout.strip().splitlines()[-1])
+        uri = start.stdout.strip().splitlines()[-1]
+        run([sys.executable, str(REPO / "scripts" / "mlflow_accounts.py"), "add", "pipeline", "--role", "pipeline",
+             "--password-file", str(keys / "pipeline")], REPO,
+            env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": admin})
+        login = {"MLFLOW_TRACKING_USERNAME": "pipeline", "MLFLOW_TRACKING_PASSWORD": pipeline}
+        yield SimpleNamespace(uri=uri, login=login)
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(state)], capture_output=True, timeout=120)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def client(server, monkeypatch) -> MlflowClient:
+    """This test's MLflow client of the server, logged in as the pipeline (MLflow reads the login from the
+    environment)."""
+    for key, value in server.login.items():
+        monkeypatch.setenv(key, value)
+    return MlflowClient(server.uri)
 
 
 def ray_cli(args: list[str], cwd: Path, env: dict) -> str:
@@ -51,7 +77,7 @@ def ray_cli(args: list[str], cwd: Path, env: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(server):
     """A Ray head and a second worker node, 1 CPU and 1 (logical) GPU each, started by `ray start` from folders of
     their own (each node's TMPDIR is its own, so replicates train in scratch folders apart); always stopped. Ray
     schedules the GPU resource as it would a real one (CUDA_VISIBLE_DEVICES); torch finds no CUDA, so the
@@ -68,7 +94,7 @@ def cluster():
         for name in ("head", "node2"):
             work = base / name
             (work / "tmp").mkdir(parents=True)
-            env = {**os.environ, **auth, "TMPDIR": str(work / "tmp"), "RAY_USAGE_STATS_ENABLED": "0",
+            env = {**os.environ, **auth, **server.login, "TMPDIR": str(work / "tmp"), "RAY_USAGE_STATS_ENABLED": "0",
                    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
             if name == "head":
                 ray_cli(["start", "--head", "--port", str(port), "--num-cpus", "1", "--num-gpus", "1",
@@ -92,7 +118,7 @@ def cluster():
 def repro(root: Path, server, cluster, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
     """`reslab repro --executor ray --address <the cluster>` in `root`, recording into the server."""
     cmd = ["reslab", "repro", "--executor", "ray", "--address", cluster.address]
-    env = {"MLFLOW_TRACKING_URI": server.uri, "RAY_DEDUP_LOGS": "0", **cluster.auth}
+    env = {"MLFLOW_TRACKING_URI": server.uri, "RAY_DEDUP_LOGS": "0", **cluster.auth, **server.login}
     if popen:
         full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env}
         return subprocess.Popen(cmd, cwd=root, env=full, text=True, **popen)
@@ -141,10 +167,11 @@ def assert_one_finished_run_per_seed(client: MlflowClient, stage: str, after_ms:
         assert steps == list(range(1, epochs_of(rs[0]) + 1)), (seed, steps)
         assert "resume_key" not in rs[0].data.tags
         assert rs[0].data.tags["executor"] == "ray"
+        assert rs[0].info.user_id == "pipeline"  # the login each node had
     return {seed: rs[0] for seed, rs in by_seed.items()}
 
 
-def test_two_nodes_give_the_bytes_of_a_local_run(tmp_path, pipeline_project, server, cluster):
+def test_two_nodes_give_the_bytes_of_a_local_run(tmp_path, pipeline_project, server, cluster, client):
     # its prepared data, no models, metrics or runs; two replicates packed on each node's CPU and GPU
     root = copy_project(pipeline_project, tmp_path / "proj", {**TINY_PARAMS, "cluster.cpus_per_replicate": 0.5,
                                                               "cluster.gpus_per_replicate": 0.5})
@@ -157,7 +184,6 @@ def test_two_nodes_give_the_bytes_of_a_local_run(tmp_path, pipeline_project, ser
     assert tracked_bytes(root) == tracked_bytes(pipeline_project)  # weights, metrics, curves, report, dvc.lock
     assert run(["dvc", "status", "--json"], root).stdout.strip() == "{}"
 
-    client = MlflowClient(server.uri)
     nodes = set()
     for stage in ("train_baseline", "train_resnet"):
         runs = assert_one_finished_run_per_seed(client, stage, started, [1, 2], lambda r: 2)
@@ -188,11 +214,10 @@ def test_two_nodes_give_the_bytes_of_a_local_run(tmp_path, pipeline_project, ser
         assert not list((work / "tmp").glob("reslab-train_*"))
 
 
-def test_a_killed_worker_and_a_killed_coordinator_lose_nothing(tmp_path, pipeline_project, server, cluster):
+def test_a_killed_worker_and_a_killed_coordinator_lose_nothing(tmp_path, pipeline_project, server, cluster, client):
     epochs = 8
     root = copy_project(pipeline_project, tmp_path / "proj", {**TINY_PARAMS, "train_resnet.epochs": epochs},
                         outputs=True)
-    client = MlflowClient(server.uri)
 
     # 1. a worker killed mid-training: Ray retries the task, which resumes the same run from its checkpoint
     started = time.time() * 1000

@@ -31,7 +31,7 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, make_project, run, write_params
+from conftest import REPO, copy_project, make_project, run, write_params
 from reslab import cli, tracking
 from reslab.models.serialization import model_file_sha256
 from reslab.tracking.registry import verified_weights
@@ -323,6 +323,18 @@ def test_a_wrong_or_missing_login_fails_a_stage_at_once_with_one_line(server, pi
     err = capsys.readouterr().err
     assert "refused the login of user 'viewer'" in err and "correct it in ~/.mlflow/credentials" in err
     assert wrong[1] not in err
+
+
+@pytest.mark.slow
+def test_a_viewer_running_a_stage_is_refused_in_one_line(server, pipeline, tmp_path):
+    root = copy_project(pipeline.root, tmp_path / "proj", outputs=True)
+    env = login(VIEWER, MLFLOW_TRACKING_URI=server.uri, HOME=str(tmp_path))
+    refused = run(["reslab", "train", "baseline", "--seed", "1", "--no-progress"], root, env=env, check=False)
+    assert refused.returncode == 2, refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and lines[0].startswith("reslab train: error: the MLflow tracking server refused this "
+                                                   "account (PERMISSION_DENIED)"), refused.stderr
+    assert "Traceback" not in refused.stderr and VIEWER[1] not in refused.stderr
 
 
 @pytest.mark.slow

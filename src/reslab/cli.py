@@ -204,6 +204,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 (MLflow's refusals only; anything else is a bug and keeps its traceback)
+        # a tracking server with logins that refuses this account (a viewer running a stage): one line, not MLflow's
+        # traceback; matched by its error code so that the CLI need not import MLflow
+        if getattr(e, "error_code", None) not in ("PERMISSION_DENIED", "UNAUTHENTICATED") or os.environ.get(
+                "RESLAB_DEBUG"):
+            raise
+        print(f"reslab {args.command}: error: the MLflow tracking server refused this account "
+              f"({e.error_code}): {getattr(e, 'message', e)}; the server's admin grants roles "
+              "(scripts/mlflow_accounts.py, docs/security.md)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"reslab {args.command}: interrupted; finished work is kept (training resumes from its last epoch)",
               file=sys.stderr)

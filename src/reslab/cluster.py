@@ -3,7 +3,7 @@
 The coordinator is this process, in the project (docs/cluster.md):
 
 1. `dvc repro prepare` (filter, split, prepare), as `reslab repro` does;
-2. lists the stale training stages (`repro.stale_training_stages`) and reads each one's deps and outs from DVC;
+2. lists the stale training stages (`pipeline.stale_training_stages`) and reads each one's deps and outs from DVC;
 3. creates the MLflow experiment and each role's family run, so that workers on several machines never race to
    create them (`tracking.training_run.store_lock` serialises one machine only);
 4. ships each stage as a Ray task (`train_task`): reslab's code (Ray's `py_modules`: this checkout's
@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import ConfigError, Params, load_params
-from .repro import UPSTREAM, dvc, pin_gitignore_order, stale_training_stages
+from .pipeline import UPSTREAM, dvc, pin_gitignore_order, stale_training_stages
 
 PACKAGE_DIR = Path(__file__).resolve().parent  # the code every task runs: shipped whole (py_modules)
 CODE_DEPS = "src/"  # a stage's deps under it are code, which travels as the package, not as data
@@ -124,7 +124,9 @@ def train_task(spec: dict, inputs: dict) -> dict:
 
     from .stages.train import train_replicate
     from .tracking.resume import RunResume
+    from .tracking.store import check_store
 
+    check_store(Path.cwd())  # this node reaches the server and its login is accepted, before any data is unpacked
     root = Path(tempfile.mkdtemp(prefix=f"reslab-{spec['stage'].replace('@', '-')}-"))
     try:
         for tree in ray.get(list(inputs.values())):
