@@ -22,12 +22,12 @@ clone() {  # a fresh clone with the built-in data set (as make run makes it)
   (cd "$work/$1" && PYTHONPATH="$work/$1/src" reslab data synth --out data >/dev/null)
 }
 
-timed() {  # NAME DIR COMMAND...: run, log, print the wall time
-  local name=$1 dir=$2 start
+timed() {  # LOG DIR COMMAND...: run in DIR with its output in LOG, print the command and its wall time
+  local log=$1 dir=$2 start
   shift 2
   start=$(date +%s.%N)
-  (cd "$dir" && PYTHONPATH="$dir/src" "$@") >"$work/$name.log" 2>&1
-  python -c "print(f'{\"$name\":<34} {$(date +%s.%N) - $start:7.1f} s')"
+  (cd "$dir" && PYTHONPATH="$dir/src" "$@") >"$work/$log" 2>&1
+  python -c "import sys; print(f'{sys.argv[1]:<52} {$(date +%s.%N) - $start:7.1f} s')" "$*"
 }
 
 echo "# $(git rev-parse --short HEAD), $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores," \
@@ -35,16 +35,17 @@ echo "# $(git rev-parse --short HEAD), $(lscpu | sed -n 's/^Model name: *//p' | 
   "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(date -Is)"
 clone local
 clone ray
-timed "local: reslab repro (make run)" "$work/local" reslab repro
+timed local.log "$work/local" reslab repro
+session=$(mktemp -d /tmp/ray-bench-XXXX)  # short: Ray's socket paths have a length limit
+trap 'pkill -KILL -f "$session" 2>/dev/null || true; rm -rf "$session"' EXIT  # this cluster only (not `ray stop`)
 token=$work/ray-auth-token
 python -c "import secrets; print(secrets.token_hex(32))" >"$token" && chmod 600 "$token"
 export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$token
-timed "ray: ray start --head" "$work/ray" ray start --head --port 6390 --num-cpus "$(nproc)" --include-dashboard=false \
-  --temp-dir "$work/ray-session"
-timed "ray: reslab repro --executor ray" "$work/ray" reslab repro --executor ray --address 127.0.0.1:6390
-(cd "$work/ray" && ray stop >/dev/null 2>&1 || true)
+timed ray-start.log "$work/ray" ray start --head --port 6390 --num-cpus "$(nproc)" --include-dashboard=false \
+  --temp-dir "$session"
+timed ray.log "$work/ray" reslab repro --executor ray --address 127.0.0.1:6390
 for f in reports/comparison.md metrics/evaluate.json dvc.lock; do
   if cmp -s "$work/local/$f" "$work/ray/$f"; then echo "$f: identical"; else echo "$f: DIFFERENT"; fi
 done
 echo "verdict (local): $(sed -n 's/^\*\*Verdict: \(.*\)\*\*.*/\1/p' "$work/local/reports/comparison.md")"
-grep -h "training stage(s)\|done on\|done in" "$work/local: reslab repro (make run).log" "$work/ray: reslab repro --executor ray.log" 2>/dev/null | sed 's/^/  /' || true
+grep -h "training stage(s)\|done on\|done in" "$work/local.log" "$work/ray.log" | sed 's/^/  /' || true
