@@ -111,11 +111,13 @@ run: repro
 	@echo "Next (in a fresh shell: source .venv/bin/activate first): dvc metrics show | dvc plots show | dvc exp run -S 'replicates.seeds=[1,2,3,4,5,6]'"
 
 # The suite in TEST_WORKERS processes (pytest-xdist): most tests wait on one single-threaded subprocess (dvc, mlflow,
-# a one-thread training), so two workers keep a 2-core machine busy. Each worker builds its own session fixtures.
+# a one-thread training), so two workers keep a 2-core machine busy. Each worker builds its own session fixtures;
+# --dist loadscope gives each test module to one worker, whole, so a module's fixtures (a server, a Ray cluster, a
+# bare venv) are built once, not again each time the worker comes back to the module.
 # TEST_WORKERS=0 runs it in this process (e.g. to debug with -x or --pdb: make test TEST_WORKERS=0).
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope)
 
 # The depth study, a DVC project of its own in studies/depth (its params: studies/depth/params.yaml, the CPU
 # profile; `reslab depth-study profile gpu` switches). It reads the main pipeline's split: filter and split first.

@@ -36,8 +36,6 @@ from reslab import cli, tracking
 from reslab.models.serialization import model_file_sha256
 from reslab.tracking.registry import verified_weights
 
-pytestmark = pytest.mark.xdist_group("security")
-
 SCRIPT = REPO / "scripts" / "mlflow_server.sh"
 PG_SCRIPT = REPO / "scripts" / "pg_server.sh"
 ACCOUNTS = REPO / "scripts" / "mlflow_accounts.py"
