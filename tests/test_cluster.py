@@ -10,6 +10,7 @@ xdist worker)."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import sys
@@ -222,7 +223,7 @@ def test_a_killed_worker_and_a_killed_coordinator_lose_nothing(tmp_path, pipelin
     # 1. a worker killed mid-training: Ray retries the task, which resumes the same run from its checkpoint
     started = time.time() * 1000
     coordinator = repro(root, server, cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    victim = wait_for_epochs(client, "train_resnet", started, 2)
+    victim = wait_for_epochs(client, "train_resnet", started, 1)
     seed = int(victim.data.tags["seed"])
     workers = [p for p in psutil.process_iter(["cmdline"])
                if (p.info["cmdline"] or [""])[0].startswith(f"ray::train_resnet@{seed}")]
@@ -230,6 +231,9 @@ def test_a_killed_worker_and_a_killed_coordinator_lose_nothing(tmp_path, pipelin
     workers[0].send_signal(signal.SIGKILL)
     out, _ = coordinator.communicate(timeout=600)
     assert coordinator.returncode == 0, out[-4000:]
+    # the retry continued from the checkpoint it found in the run (not from epoch 1)
+    assert re.search(rf"train_resnet@{seed}: resuming after epoch [1-9]\d* in MLflow run {victim.info.run_id}", out), \
+        out[-4000:]
     runs = assert_one_finished_run_per_seed(client, "train_resnet", started, [1, 2], lambda r: epochs)
     assert runs[seed].info.run_id == victim.info.run_id  # resumed, not restarted in a new run
     assert run(["dvc", "status", "--json"], root).stdout.strip() == "{}"
@@ -243,7 +247,7 @@ def test_a_killed_worker_and_a_killed_coordinator_lose_nothing(tmp_path, pipelin
     (root / "models" / "resnet" / f"seed_{seed}.pt").unlink()
     started = time.time() * 1000
     coordinator = repro(root, server, cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    victim = wait_for_epochs(client, "train_resnet", started, 2)
+    victim = wait_for_epochs(client, "train_resnet", started, 1)
     coordinator.kill()
     coordinator.wait()
     again = repro(root, server, cluster)
