@@ -189,11 +189,10 @@ def _family_runs(root: Path, params: Params, roles: set[str]) -> dict[str, str]:
     """The experiment and each role's family run, created here before any task starts; {role: run id}."""
     from .config import resolve
     from .layout import Layout
-    from .stages.train import stage_params
+    from .stages.train import family_fingerprint
     from .tracking.lineage import standard_tags
     from .tracking.store import setup
     from .tracking.training_run import family_run
-    from .training import fingerprint
 
     experiment_id = setup(root, params.mlflow.experiment_name)
     prepared = Layout(root).prepared_dir
@@ -201,19 +200,9 @@ def _family_runs(root: Path, params: Params, roles: set[str]) -> dict[str, str]:
     for role in sorted(roles):
         stage = f"train_{role}"
         tags = standard_tags(root, stage=stage, model=resolve(params, role).model, role=role)
-        families[role] = family_run(experiment_id, stage, fingerprint(stage_params(params, role), prepared),
+        families[role] = family_run(experiment_id, stage, family_fingerprint(params, role, prepared),
                                     {k: v for k, v in tags.items() if k not in ("torch_threads", "seed")})
     return families
-
-
-def _lineage(root: Path) -> dict[str, str]:
-    """The tags a task cannot read from its scratch folder: the project's commit, its state, the data version."""
-    from .tracking.lineage import data_version, git_commit, git_dirty
-
-    tags = {"git_commit": git_commit(root), "git_dirty": git_dirty(root), "data_dvc_md5": data_version(root)}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    return tags
 
 
 def _failure(root: Path, task: StageTask, error: Exception) -> str:
@@ -249,7 +238,7 @@ def commit(root: Path, task: StageTask, result: dict, here: dict[str, str]) -> N
 def run_tasks(root: Path, params_file: Path, params: Params, tasks: list[StageTask], address: str | None) -> list[str]:
     """Run `tasks` on the Ray cluster, each finished one written back and committed; returns the failed stages."""
     ray = _import_ray()
-    from .tracking.lineage import run_label
+    from .tracking.lineage import project_tags, run_label
     from .tracking.store import _redacted, check_store
 
     uri = check_store(root)  # before the cluster: a server that is down fails now
@@ -267,7 +256,7 @@ def run_tasks(root: Path, params_file: Path, params: Params, tasks: list[StageTa
         _check_store_reaches_nodes(ray, uri)
         _check_fits(ray, params)
         families = _family_runs(root, params, {t.role for t in tasks})
-        cfg, lineage, text = params.cluster, _lineage(root), params_file.read_text()
+        cfg, lineage, text = params.cluster, project_tags(root), params_file.read_text()
         shared = {dep: ray.put(read_tree(root, dep)) for dep in sorted({d for t in tasks for d in t.deps})}
         remote = ray.remote(train_task)
         pending = {}

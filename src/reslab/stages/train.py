@@ -45,6 +45,11 @@ def stage_params(params: Params, role: str) -> dict:
     return out
 
 
+def family_fingerprint(params: Params, role: str, prepared_dir: Path) -> str:
+    """What a role's replicates share (config and data, whatever the seed): their MLflow family run's key."""
+    return fingerprint(stage_params(params, role), prepared_dir)
+
+
 def split_table(layout: Layout, seed: int, split: str) -> tuple[pd.DataFrame, Path]:
     """The rows of one split of the replicate (MLflow's dataset input) and the file they come from: the
     replicate's own split file in either design, the stage's declared dependency."""
@@ -100,7 +105,7 @@ def train_replicate(root: Path, params: Params, role: str, seed: int, progress: 
     design = params.replicates.design
     train, val = load_train_val(layout.prepared_dir, layout.replicate_splits, design, seed)
     sp = stage_params(params, role)
-    family = fingerprint(sp, layout.prepared_dir)  # the same config and data, whatever the seed
+    family = family_fingerprint(params, role, layout.prepared_dir)
     rows = {}  # kfold: the replicate's own split, which differs with the seed
     if design == "kfold":
         split_file = replicate_split_file(layout.replicate_splits, seed)

@@ -39,6 +39,16 @@ def data_version(root: Path) -> str:
         return "untracked"
 
 
+def project_tags(root: Path) -> dict[str, str]:
+    """The tags read from the project itself: code (git commit, dirty state), data (data.dvc's md5), the DVC
+    experiment (`dvc exp run` sets DVC_EXP_NAME). A Ray task, which runs in a scratch folder, gets them from its
+    coordinator (`cluster.py`)."""
+    tags = {"git_commit": git_commit(root), "git_dirty": git_dirty(root), "data_dvc_md5": data_version(root)}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
 def standard_tags(root: Path, **extra: str) -> dict[str, str]:
     """What a user filters runs on: code (git commit, dirty state), data (data.dvc's md5), the DVC experiment
     (`dvc exp run` sets DVC_EXP_NAME), library versions; plus the caller's tags (stage, role, seed, device, ...).
@@ -55,12 +65,8 @@ def standard_tags(root: Path, **extra: str) -> dict[str, str]:
         reslab_version = version("reslab")
     except PackageNotFoundError:
         reslab_version = "unknown"
-    tags = {"git_commit": git_commit(root), "git_dirty": git_dirty(root), "data_dvc_md5": data_version(root),
-            "torch_version": torch.__version__, "torch_threads": str(torch.get_num_threads()),
-            "reslab_version": reslab_version}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    return {**tags, **extra}
+    return {**project_tags(root), "torch_version": torch.__version__, "torch_threads": str(torch.get_num_threads()),
+            "reslab_version": reslab_version, **extra}
 
 
 def run_label(stage: str, root: Path, seed: int | None = None) -> str:

@@ -15,7 +15,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
-DESCRIPTION = "reslab: best model on the held-out test split"
+DESCRIPTION = "reslab: the champion, chosen on validation accuracy (the test split plays no part)"
 
 
 def set_champion(model_uri: str, registered_name: str, run_id: str, alias: str = "champion") -> str:
