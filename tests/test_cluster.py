@@ -222,14 +222,17 @@ def test_a_killed_worker_and_a_killed_coordinator_lose_nothing(tmp_path, pipelin
 
     # 1. a worker killed mid-training: Ray retries the task, which resumes the same run from its checkpoint
     started = time.time() * 1000
-    coordinator = repro(root, server, cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = (tmp_path / "coordinator.log").open("w+")  # a file, not a pipe nobody reads while the test waits
+    coordinator = repro(root, server, cluster, stdout=log, stderr=subprocess.STDOUT)
     victim = wait_for_epochs(client, "train_resnet", started, 1)
     seed = int(victim.data.tags["seed"])
     workers = [p for p in psutil.process_iter(["cmdline"])
                if (p.info["cmdline"] or [""])[0].startswith(f"ray::train_resnet@{seed}")]
     assert len(workers) == 1, [p.info["cmdline"] for p in workers]
     workers[0].send_signal(signal.SIGKILL)
-    out, _ = coordinator.communicate(timeout=600)
+    coordinator.wait(timeout=600)
+    log.seek(0)
+    out = log.read()
     assert coordinator.returncode == 0, out[-4000:]
     # the retry continued from the checkpoint it found in the run (not from epoch 1)
     assert re.search(rf"train_resnet@{seed}: resuming after epoch [1-9]\d* in MLflow run {victim.info.run_id}", out), \
@@ -250,6 +253,11 @@ def test_a_killed_worker_and_a_killed_coordinator_lose_nothing(tmp_path, pipelin
     victim = wait_for_epochs(client, "train_resnet", started, 1)
     coordinator.kill()
     coordinator.wait()
+    # Ray ends a dead driver's tasks: none of them may still train (and log) when the coordinator starts again
+    deadline = time.monotonic() + 60
+    while any((p.info["cmdline"] or [""])[0].startswith("ray::train_resnet") for p in psutil.process_iter(["cmdline"])):
+        assert time.monotonic() < deadline, "the killed coordinator's task still runs after 60 s"
+        time.sleep(0.2)
     again = repro(root, server, cluster)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "1 training stage(s) on Ray" in again.stdout
