@@ -68,7 +68,7 @@ def test_two_machines_share_one_rdb_study(tmp_path, postgres):
         time.sleep(0.1)
     second = run_reslab(machines[1], "--storage", postgres["optuna"], env=env)
     outs = [p.communicate(timeout=400)[0] for p in (first, second)]
-    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    assert [p.returncode for p in (first, second)] == [0, 0], "\n----\n".join(o[-6000:] for o in outs)  # in full
 
     study = optuna.load_study(study_name="reslab-resnet", storage=postgres["optuna"])
     numbers = [t.number for t in study.trials]
